@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run them (the README's second command).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[dev]"
+python -m pytest -q
