@@ -1,0 +1,3 @@
+from ficoco_edge.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""`ficoco-edge plan` / `methods` as a user runs them: figures against the paper's tables,
+and the one-line error contract (exit code 2, valid choices listed, no traceback)."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ficoco_edge.cli import main
+from ficoco_edge.reduction.methods import METHODS
+
+PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "paper_tables.csv"
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["ficoco-edge", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def plan_json(monkeypatch, capsys, *args):
+    code, out, err = run(monkeypatch, capsys, "plan", "--format", "json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def paper_row(model, method, quant):
+    if not PAPER.exists():
+        pytest.skip(f"reference tables not found at {PAPER}")
+    rows = [r for r in csv.DictReader(line for line in PAPER.open() if not line.startswith("#"))]
+    return next(r for r in rows if (r["model"], r["method"], r["quant"]) == (model, method, quant))
+
+
+@pytest.mark.parametrize(
+    "args, paper, expected",
+    [
+        (("--model", "llava-1.5-7b", "--method", "none"), ("llava-1.5-7b", "none", "fp16"), (8.45, 22.2, 333.4)),
+        (("--model", "llava-1.5-7b", "--method", "none", "--quant", "int8"), ("llava-1.5-7b", "none", "int8"), (None, 11.1, 166.7)),
+        (("--model", "llava-1.5-13b", "--method", "none", "--text-tokens", "512"), ("llava-1.5-13b", "none", "fp16"), (28.6, 56.05, 891.3)),
+        (("--model", "llava-1.5-7b", "--method", "ficoco-v", "--keep", "64"), ("llava-1.5-7b", "ficoco-v", "fp16"), (1.615, 14.45, 65.0)),
+    ],
+)
+def test_plan_reproduces_paper_tables(monkeypatch, capsys, args, paper, expected):
+    result = plan_json(monkeypatch, capsys, *args)
+    row = paper_row(*paper)
+    for key, column, value in zip(("tflops", "memory_access_gb", "kv_cache_mb"),
+                                  ("formula_tflops", "formula_memory_gb", "formula_kv_mb"), expected):
+        assert result[key] == pytest.approx(float(row[column]), rel=0.01)
+        if value is not None:
+            assert result[key] == pytest.approx(value, rel=0.01)
+    for key in ("model", "method", "quant", "budget_tflops", "visual_tokens_in", "visual_tokens_out",
+                "llm_tokens_per_layer", "physical"):
+        assert key in result
+
+
+@pytest.mark.parametrize("method", ["ficoco-v", "ficoco-l", "ficoco-vl"])
+@pytest.mark.parametrize("budget", [4.2, 3.3, 2.4, 1.5])
+def test_planned_cost_is_under_budget(monkeypatch, capsys, method, budget):
+    result = plan_json(monkeypatch, capsys, "--method", method, "--budget", str(budget))
+    assert result["tflops"] <= budget
+    assert result["visual_tokens_out"] < 576
+    assert len(result["llm_tokens_per_layer"]) == 32
+    assert result["physical"]["total_tflops"] > result["physical"]["llm_tflops"]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("plan", "--method", "nope"), "ficoco-v, ficoco-l"),
+        (("plan", "--model", "nope"), "llava-1.5-7b"),
+        (("plan", "--method", "ficoco-v", "--budget", "0.1"), "valid range"),
+        (("plan", "--method", "ficoco-v", "--budget", "20"), "valid range"),
+        (("plan", "--method", "ficoco-v", "--keep", "-1"), "--keep"),
+        (("plan", "--quant", "int3"), "fp16, int8, int4"),
+        (("plan", "--format", "xml"), "table, json"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_methods_lists_every_registered_method(monkeypatch, capsys):
+    code, out, _ = run(monkeypatch, capsys, "methods")
+    assert code == 0
+    assert [line.split()[0] for line in out.strip().splitlines()] == list(METHODS)
