@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from ficoco_edge.reduction.compress import gather_tokens
+from ficoco_edge.reduction.compress import Plan, gather_tokens, merge
+from ficoco_edge.reduction.filter import bipartite_redundancy, split
 
 
 def quantile_k(row_len: int, eps: float, n_candidates: int) -> int:
@@ -44,7 +45,9 @@ def quantile_targets(
     src_rows = gather_tokens(rows, src_idx)  # (b, r, n)
     if exclude_self:
         src_rows = src_rows.scatter(2, src_idx.unsqueeze(-1), float("-inf"))
-    threshold = torch.quantile(src_rows.float(), eps, dim=-1, keepdim=True).to(rows.dtype)
+    # torch.quantile takes float32/float64 only; never lower the precision of the comparison.
+    exact = src_rows if src_rows.dtype in (torch.float32, torch.float64) else src_rows.float()
+    threshold = torch.quantile(exact, eps, dim=-1, keepdim=True).to(rows.dtype)
     to_kept = src_rows.gather(2, keep_idx.unsqueeze(1).expand(-1, src_idx.shape[1], -1))  # (b, r, n-r)
     k = quantile_k(rows.shape[-1], eps, keep_idx.shape[1])
     top_val, tgt_slot = to_kept.topk(k, dim=-1)
@@ -80,9 +83,6 @@ def bipartite_rounds(keys: torch.Tensor, size: torch.Tensor, r: int):
     keys: (b, n, d), size: (b, n, 1) -> keep_idx (b, n - r), src_idx (b, r), tgt_slot (b, r, 1),
     weights (b, r, 1).
     """
-    from ficoco_edge.reduction.compress import Plan, merge
-    from ficoco_edge.reduction.filter import bipartite_redundancy, split
-
     b, n, _ = keys.shape
     ids = torch.arange(n, device=keys.device).expand(b, n)
     pointer, sources, rounds = ids.clone(), [], 0
