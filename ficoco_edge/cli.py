@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -66,6 +67,89 @@ def plan(
     ]
     for name, value in rows:
         typer.echo(f"{name:<40} {value}")
+
+
+VLMOpt = Annotated[str, typer.Option("--model", help="'embedded', a llava-hf directory or hub id, or embedded tower .safetensors")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1 ...")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="fp32, bf16 or fp16")]
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+@app.command()
+def run(
+    image: Annotated[str, typer.Argument(help="image file")],
+    question: Annotated[str, typer.Argument(help="question about the image")],
+    model: VLMOpt = "embedded",
+    method: MethodOpt = "ficoco-v",
+    budget: BudgetOpt = 1.5,
+    keep: KeepOpt = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens")] = 32,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "fp32",
+) -> None:
+    """Answer a question about an image (PyTorch path)."""
+    from ficoco_edge.vqa_cli import answer_one
+
+    if not question.strip():
+        raise UsageError("the question is empty; ask something about the image")
+    if max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    answer, info = answer_one(image, question, model, method, None if keep is not None else budget, keep,
+                              max_new_tokens, device, _dtype(dtype))
+    typer.echo(answer)
+    typer.echo(info, err=True)
+
+
+@app.command("eval")
+def eval_(
+    model: VLMOpt = "embedded",
+    dataset: Annotated[str, typer.Option("--dataset", help="'easy-vqa' or a .jsonl file of {image, question, answer}")] = "easy-vqa",
+    split: Annotated[str, typer.Option("--split", help="easy-vqa split: train or test")] = "test",
+    methods_: Annotated[str, typer.Option("--methods", help="comma-separated methods")] = "none,ficoco-v,ficoco-l,ficoco-vl",
+    budgets: Annotated[str, typer.Option("--budgets", help="comma-separated TFLOPs budgets")] = "4.2,3.3,2.4,1.5",
+    limit: Annotated[Optional[int], typer.Option("--limit", help="evaluate a seeded random subset of N questions")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="questions per batch")] = 16,
+    fmt: FormatOpt = "table",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write an accuracy-vs-budget PNG")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here (updated every batch)")] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "fp32",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+) -> None:
+    """Exact-match accuracy of methods x budgets on a VQA dataset."""
+    from ficoco_edge.eval import report
+    from ficoco_edge.vqa_cli import run_eval
+
+    _check_format(fmt)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    rows = run_eval(model, dataset, split, _split_list(methods_), [_float(b) for b in _split_list(budgets)], limit,
+                    batch_size, device, _dtype(dtype), progress, out)
+    if plot is not None:
+        report.plot(rows, plot, f"{model} on {dataset} ({split}), n={rows[0]['n']}")
+    typer.echo(json.dumps(rows, indent=2) if fmt == "json" else report.table(rows))
+
+
+def _split_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UsageError("expected a comma-separated list, got nothing")
+    return items
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"budget {text!r} is not a number (TFLOPs, e.g. 1.5)") from None
+
+
+def _dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UsageError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...] = ("table", "json")) -> None:

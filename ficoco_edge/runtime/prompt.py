@@ -1,0 +1,40 @@
+"""Prompt templates with an image span, shared by the PyTorch path and the runtime (no torch).
+
+A template is text with one `<image>` marker and one `{question}` field. The image marker becomes
+`n` copies of the model's image-token id, so the span's length is whatever the reduction leaves
+(576 unreduced; fewer after FiCoCo-V). Text on each side is tokenized separately so no merge
+across the span can happen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+IMAGE_MARKER = "<image>"
+MAX_QUESTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    template: str
+    image_token_id: int
+    bos_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.template.count(IMAGE_MARKER) != 1 or self.template.count("{question}") != 1:
+            raise ValueError(f"a prompt template needs one {IMAGE_MARKER} and one {{question}}: {self.template!r}")
+
+    def ids(self, encode: Callable[[str], list[int]], question: str, image_tokens: int) -> list[int]:
+        """Token ids of the prompt for `question` with an image span of `image_tokens` tokens.
+
+        `encode` maps text to ids without adding special tokens of its own.
+        """
+        before, after = self.template.format(question=question.strip()).split(IMAGE_MARKER)
+        head = [self.bos_token_id] if self.bos_token_id is not None else []
+        return head + encode(before) + [self.image_token_id] * image_tokens + encode(after)
+
+    def image_span(self, ids: list[int]) -> tuple[int, int]:
+        """(start, end) of the image span in `ids`."""
+        at = [i for i, t in enumerate(ids) if t == self.image_token_id]
+        return at[0], at[-1] + 1

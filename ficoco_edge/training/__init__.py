@@ -1,0 +1,1 @@
+"""Training for the embedded model's tower and projector (GPU; the LLM stays frozen)."""
