@@ -27,7 +27,10 @@ IMAGE_TOKEN_ID = 16
 SYSTEM_PROMPT = "You answer questions about the image in one word."
 TEMPLATE = ("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n<|im_start|>user\n<image>\n{question}<|im_end|>\n"
             "<|im_start|>assistant\n")
-PROMPT = PromptFormat(TEMPLATE, IMAGE_TOKEN_ID)
+# Answers end with <|im_end|> (id 2), the token training puts after every answer. <|im_start|> (id 1)
+# also closes a ChatML turn, so generation stops there too. Padding reuses <|im_end|> (masked).
+ANSWER_END = "<|im_end|>"
+PROMPT = PromptFormat(TEMPLATE, IMAGE_TOKEN_ID, stop_ids=(2, 1), pad_id=2)
 VISION_PREFIXES = ("vision_tower.", "multi_modal_projector.")
 
 

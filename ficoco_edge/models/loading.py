@@ -61,7 +61,9 @@ def _llava_hf(source: str, local_only: bool) -> VisionLanguageModel:
         ) from exc
     find_parts(model)
     bos = tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", True) else None
-    prompt = PromptFormat(LLAVA_15_TEMPLATE, model.config.image_token_id, bos)
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    prompt = PromptFormat(LLAVA_15_TEMPLATE, model.config.image_token_id, (eos,), pad, bos)
     return VisionLanguageModel(source, model, tokenizer, _preprocess_for(source, model.config, local_only), prompt)
 
 

@@ -28,16 +28,6 @@ class VisionLanguageModel:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    @property
-    def stop_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|endoftext|>")}
-        return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id)
-
-    @property
-    def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else self.stop_ids[0]
-
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
@@ -46,7 +36,7 @@ class VisionLanguageModel:
         n_image = image_tokens_for(self.model)
         rows = [self.prompt.ids(self.encode, q, n_image) for q in questions]
         width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        ids = torch.full((len(rows), width), self.prompt.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, width - len(row):] = torch.tensor(row)
@@ -62,8 +52,8 @@ class VisionLanguageModel:
         """Greedy answers for a batch: pixel values (b, 3, H, W) + b questions -> b strings."""
         ids, mask = self.prompt_batch(questions)
         out = self.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixel_values,
-                                  max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.stop_ids,
-                                  pad_token_id=self.pad_id)
+                                  max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=list(self.prompt.stop_ids),
+                                  pad_token_id=self.prompt.pad_id)
         return [t.strip() for t in self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
 
     def answer(self, images: list[Image.Image], questions: list[str], max_new_tokens: int = 8) -> list[str]:

@@ -80,15 +80,18 @@ class LLMScores:
 
     @cached_property
     def received(self) -> torch.Tensor:
-        """(b, n) attention each image token receives, averaged over heads and all queries
-        (causal, padding masked), as FastV ranks tokens."""
-        s = self.q.shape[2]
+        """(b, n) attention each image token gets from the last prompt token, averaged over heads.
+
+        FastV's released code ranks by this row. A mean over every query row (the paper's wording)
+        is biased under causal attention: early tokens are seen by more queries with fewer rivals,
+        so it keeps the top rows of the image whatever they show.
+        """
+        b, heads, s, d = self.q.shape
         pos = torch.arange(s, device=self.q.device)
         valid = self.key_valid.bool()
-        causal = pos.unsqueeze(1) >= pos.unsqueeze(0)
-        # A padding query may see no valid key: let it see itself, then drop its row.
-        allowed = (causal & valid[:, None, None, :]) | (pos.unsqueeze(1) == pos.unsqueeze(0))
-        logits = (self.q @ self.k.transpose(-1, -2)) * self.scale
-        probs = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1).mean(1)  # (b, S, S)
-        probs = probs * valid.unsqueeze(-1).to(probs.dtype)
-        return gather_tokens(probs.transpose(1, 2), self.span_idx).sum(-1) / s
+        last = (pos * valid).argmax(-1)  # (b,) last real position (left or right padding)
+        q_last = self.q.gather(2, last.view(b, 1, 1, 1).expand(b, heads, 1, d))  # (b, H, 1, d)
+        logits = (q_last @ self.k.transpose(-1, -2)).squeeze(2) * self.scale  # (b, H, S)
+        allowed = valid & (pos.unsqueeze(0) <= last.unsqueeze(1))
+        probs = torch.softmax(logits.masked_fill(~allowed.unsqueeze(1), float("-inf")), dim=-1).mean(1)
+        return gather_tokens(probs.unsqueeze(-1), self.span_idx).squeeze(-1)

@@ -17,13 +17,20 @@ MAX_QUESTION_CHARS = 2000
 
 @dataclass(frozen=True)
 class PromptFormat:
+    """template: text with one `<image>` and one `{question}`; stop_ids: tokens that end an answer;
+    pad_id: filler for left-padded batches (masked out)."""
+
     template: str
     image_token_id: int
+    stop_ids: tuple[int, ...]
+    pad_id: int
     bos_token_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.template.count(IMAGE_MARKER) != 1 or self.template.count("{question}") != 1:
             raise ValueError(f"a prompt template needs one {IMAGE_MARKER} and one {{question}}: {self.template!r}")
+        if not self.stop_ids:
+            raise ValueError("a prompt format needs at least one stop token id")
 
     def ids(self, encode: Callable[[str], list[int]], question: str, image_tokens: int) -> list[int]:
         """Token ids of the prompt for `question` with an image span of `image_tokens` tokens.

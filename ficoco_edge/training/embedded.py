@@ -43,6 +43,7 @@ class TrainConfig:
     warmup: int = 50
     limit: int | None = None
     eval_limit: int | None = None
+    init: str | None = None  # continue from these tower/projector weights (stage 1 is skipped)
 
 
 class ClsHeads(nn.Module):
@@ -155,7 +156,7 @@ def stage_vqa(model, heads: ClsHeads, data: VQATensors, cfg: TrainConfig, gen: t
                           (list(projector.parameters()) + list(heads.parameters()), cfg.projector_lr)])
     n = data.ids.shape[0]
     total = max(1, int(cfg.vqa_epochs * n / cfg.vqa_batch))
-    start, step, order = time.time(), 0, torch.empty(0, dtype=torch.long)
+    start, settled, step, order = time.time(), time.time(), 0, torch.empty(0, dtype=torch.long)
     while step < total:
         if order.numel() < cfg.vqa_batch:
             order = torch.cat([order, torch.randperm(n, generator=gen)])
@@ -166,9 +167,11 @@ def stage_vqa(model, heads: ClsHeads, data: VQATensors, cfg: TrainConfig, gen: t
         loss.backward()
         opt.step()
         step += 1
-        if step == 20:  # fit the schedule to the time cap from the measured step time
-            per_step = (time.time() - start) / step
-            total = min(total, max(step + 1, int(cfg.minutes * 60 / per_step)))
+        if step == 10:  # the first steps include CUDA warm-up; time steps 10..30
+            settled = time.time()
+        if step == 30:  # fit the schedule to the time cap from the measured step time
+            per_step = (time.time() - settled) / 20
+            total = min(total, max(step + 1, int((cfg.minutes * 60 - (settled - start)) / per_step) + 10))
             log(f"vqa: {per_step * 1000:.0f} ms/step -> {total} steps ({total * cfg.vqa_batch / n:.2f} epochs)")
         if step % 100 == 0 or step == total:
             log(f"vqa step {step}/{total} loss {loss.item():.4f} answer-loss {lm.item():.4f}")
@@ -201,7 +204,7 @@ def test_accuracy(vlm, limit: int | None, batch_size: int) -> dict:
 def train(cfg: TrainConfig, vlm=None, samples=None) -> dict:
     """Run both stages, save the weights, reload them and measure test accuracy. Returns the record."""
     from ficoco_edge.eval.datasets import load_samples
-    from ficoco_edge.models.embedded import load_vision
+    from ficoco_edge.models.embedded import ANSWER_END, load_vision
     from ficoco_edge.models.loading import embedded_vlm
     from ficoco_edge.training.data import build_tensors
 
@@ -219,10 +222,13 @@ def train(cfg: TrainConfig, vlm=None, samples=None) -> dict:
     model.to(device).train()
     samples = samples or load_samples("easy-vqa", "train", cfg.limit, cfg.seed)
     data = build_tensors(samples, vlm.encode, vlm.prompt, vlm.preprocess, model.config.vision_config.image_size ** 2
-                         // model.config.vision_config.patch_size ** 2, vlm.tokenizer.eos_token, vlm.pad_id).to(device)
+                         // model.config.vision_config.patch_size ** 2, ANSWER_END, vlm.prompt.pad_id).to(device)
     log(f"data: {len(samples)} questions, {data.images.shape[0]} images, prompt width {data.ids.shape[1]}")
     heads = ClsHeads(model.config.vision_config.hidden_size).to(device)
-    stage_cls(model, heads, data, cfg, gen, log)
+    if cfg.init:
+        load_vision(model, Path(cfg.init))  # copies into the fp32 parameters
+    else:
+        stage_cls(model, heads, data, cfg, gen, log)
     stats = stage_vqa(model, heads, data, cfg, gen, log)
     info = {**{k: str(v) for k, v in asdict(cfg).items()}, **stats, "train_questions": len(samples),
             "torch": torch.__version__, "device_name": _device_name(device)}
@@ -245,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="where to write the tower + projector safetensors")
     for f in TrainConfig.__dataclass_fields__.values():
         if f.name != "out":
-            kind = int if f.name in ("limit", "eval_limit") else type(f.default)
+            kind = {"limit": int, "eval_limit": int, "init": str}.get(f.name, type(f.default))
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     train(TrainConfig(**vars(parser.parse_args(argv))))
 

@@ -194,22 +194,18 @@ def _llm_inputs(gen, b=3, heads=4, seq=30, n=12, d=8):
 
 
 def direct_received(q, k, scale, key_valid, span_idx):
-    """Full causal softmax attention per head with padded keys masked; mean over heads and over
-    all S query rows (padded query rows contribute zero); the mean each image token receives."""
+    """Causal softmax attention of the last real query row per head, padded keys masked; the
+    mean over heads that each image token receives."""
     b, heads, seq, _ = q.shape
     out = []
     for bi in range(b):
+        last = max(i for i in range(seq) if key_valid[bi, i])
+        cols = [j for j in range(last + 1) if key_valid[bi, j]]
         recv = [0.0] * seq
         for h in range(heads):
-            ks = k[bi, h].tolist()
-            for i in range(seq):
-                if not key_valid[bi, i]:
-                    continue
-                cols = [j for j in range(i + 1) if key_valid[bi, j]]
-                qi = q[bi, h, i].tolist()
-                probs = _softmax([_dot(qi, ks[j]) * scale for j in cols])
-                for j, p in zip(cols, probs):
-                    recv[j] += p / heads / seq
+            ql, ks = q[bi, h, last].tolist(), k[bi, h].tolist()
+            for j, p in zip(cols, _softmax([_dot(ql, ks[j]) * scale for j in cols])):
+                recv[j] += p / heads
         out.append([recv[int(p)] for p in span_idx[bi]])
     return out
 
