@@ -54,7 +54,8 @@ class VisionLanguageModel:
         out = self.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixel_values,
                                   max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=list(self.prompt.stop_ids),
                                   pad_token_id=self.prompt.pad_id)
-        return [t.strip() for t in self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+        return [t.strip() for t in self.tokenizer.batch_decode(
+            out[:, ids.shape[1]:], skip_special_tokens=True, clean_up_tokenization_spaces=False)]
 
     def answer(self, images: list[Image.Image], questions: list[str], max_new_tokens: int = 8) -> list[str]:
         return self.generate(self.pixels(images), questions, max_new_tokens)

@@ -44,6 +44,7 @@ class TrainConfig:
     limit: int | None = None
     eval_limit: int | None = None
     init: str | None = None  # continue from these tower/projector weights (stage 1 is skipped)
+    steps: int | None = None  # stage-2 steps; fixes the count instead of fitting it to --minutes
 
 
 class ClsHeads(nn.Module):
@@ -127,10 +128,14 @@ def stage_cls(model, heads: ClsHeads, data: VQATensors, cfg: TrainConfig, gen: t
 
 
 def vqa_loss(model, heads: ClsHeads, data: VQATensors, q: torch.Tensor, gen: torch.Generator,
-             cls_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Answer-token loss through the frozen LLM for questions `q` (b,), plus the [CLS] loss."""
+             cls_weight: float, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer-token loss through the frozen LLM for questions `q` (b,), plus the [CLS] loss.
+
+    Returns (total loss, answer loss); the answer loss is the mean over answer tokens.
+    """
     img = data.image_index[q]
-    pixels = normalize(flip_some(data.images[img], gen), ClipPreprocess())
+    images = flip_some(data.images[img], gen) if flip else data.images[img]
+    pixels = normalize(images, ClipPreprocess())
     ids, mask, labels = data.ids[q], data.attention_mask[q], data.labels[q]
     width = int(mask.sum(1).max())  # left-padded: trim shared padding columns
     ids, mask, labels = ids[:, -width:], mask[:, -width:], labels[:, -width:]
@@ -155,7 +160,7 @@ def stage_vqa(model, heads: ClsHeads, data: VQATensors, cfg: TrainConfig, gen: t
     opt = make_optimizer([(list(tower.parameters()), cfg.tower_lr),
                           (list(projector.parameters()) + list(heads.parameters()), cfg.projector_lr)])
     n = data.ids.shape[0]
-    total = max(1, int(cfg.vqa_epochs * n / cfg.vqa_batch))
+    total = cfg.steps or max(1, int(cfg.vqa_epochs * n / cfg.vqa_batch))
     start, settled, step, order = time.time(), time.time(), 0, torch.empty(0, dtype=torch.long)
     while step < total:
         if order.numel() < cfg.vqa_batch:
@@ -169,7 +174,7 @@ def stage_vqa(model, heads: ClsHeads, data: VQATensors, cfg: TrainConfig, gen: t
         step += 1
         if step == 10:  # the first steps include CUDA warm-up; time steps 10..30
             settled = time.time()
-        if step == 30:  # fit the schedule to the time cap from the measured step time
+        if step == 30 and cfg.steps is None:  # fit the schedule to the time cap from the measured step time
             per_step = (time.time() - settled) / 20
             total = min(total, max(step + 1, int((cfg.minutes * 60 - (settled - start)) / per_step) + 10))
             log(f"vqa: {per_step * 1000:.0f} ms/step -> {total} steps ({total * cfg.vqa_batch / n:.2f} epochs)")
@@ -251,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="where to write the tower + projector safetensors")
     for f in TrainConfig.__dataclass_fields__.values():
         if f.name != "out":
-            kind = {"limit": int, "eval_limit": int, "init": str}.get(f.name, type(f.default))
+            kind = {"limit": int, "eval_limit": int, "steps": int, "init": str}.get(f.name, type(f.default))
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     train(TrainConfig(**vars(parser.parse_args(argv))))
 

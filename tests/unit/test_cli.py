@@ -3,26 +3,14 @@ and the one-line error contract (exit code 2, valid choices listed, no traceback
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from ficoco_edge.cli import main
 from ficoco_edge.reduction.methods import METHODS
+from tests.helpers import run_cli as run
 
 PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "paper_tables.csv"
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["ficoco-edge", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def plan_json(monkeypatch, capsys, *args):

@@ -1,0 +1,37 @@
+"""`run` and `eval` reject bad input with one line and exit code 2, before any model loads."""
+
+import pytest
+
+from tests.helpers import run_cli
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nope.png", "what?"], "not found"),
+    (["run", "examples", "what?"], "not a file"),
+    (["run", "examples/red-triangle.png", "   "], "question is empty"),
+    (["run", "examples/red-triangle.png", "what?", "--max-new-tokens", "0"], "--max-new-tokens"),
+    (["run", "examples/red-triangle.png", "what?", "--method", "magic"], "unknown method"),
+    (["run", "examples/red-triangle.png", "what?", "--dtype", "int3"], "unknown dtype"),
+    (["run", "examples/red-triangle.png", "what?", "--model", "no/such/thing"], "unknown model"),
+    (["eval", "--methods", "none,magic"], "unknown method"),
+    (["eval", "--budgets", "1.5,lots"], "not a number"),
+    (["eval", "--budgets", ","], "comma-separated"),
+    (["eval", "--dataset", "coco"], "unknown dataset"),
+    (["eval", "--format", "xml"], "unknown format"),
+    (["eval", "--batch-size", "0"], "--batch-size"),
+])
+def test_bad_input_is_one_line(monkeypatch, capsys, args, message):
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2, (out, err)
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_not_an_image(monkeypatch, capsys, tmp_path):
+    (tmp_path / "x.png").write_text("text")
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(tmp_path / "x.png"), "what?")
+    assert code == 2 and "not an image" in err
+
+
+def test_directory_without_a_checkpoint(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "what?", "--model", str(tmp_path))
+    assert code == 2 and "could not load a LLaVA checkpoint" in err and "hf download" in err
