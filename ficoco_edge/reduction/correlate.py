@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ficoco_edge.reduction.compress import Plan, gather_tokens, merge
@@ -25,6 +26,26 @@ def quantile_k(row_len: int, eps: float, n_candidates: int) -> int:
     """
     above = row_len - math.floor(eps * (row_len - 1))
     return max(1, min(n_candidates, above))
+
+
+def row_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """torch.quantile(x, q, dim=-1, keepdim=True) (linear interpolation) from TopK, which ONNX and
+    TensorRT have and `quantile` is not. x: (..., n) float -> (..., 1).
+
+    The rank is computed in x's precision as torch does; only the top n - floor(rank) values are
+    sorted, since the quantile's neighbours sit there.
+    """
+    n = x.shape[-1]
+    real = np.float64 if x.dtype == torch.float64 else np.float32
+    rank = real(q) * real(n - 1)
+    below = int(math.floor(rank))
+    weight = float(rank - real(below))
+    top = x.topk(n - below, dim=-1).values  # descending: sorted ascending index i is top[n - 1 - i]
+    low = top[..., n - 1 - below:n - below]
+    high = top[..., max(n - 2 - below, 0):max(n - 1 - below, 1)]
+    if weight < 0.5:  # torch.lerp's two branches, for the same rounding
+        return low + weight * (high - low)
+    return high - (high - low) * (1 - weight)
 
 
 def quantile_targets(
@@ -45,9 +66,9 @@ def quantile_targets(
     src_rows = gather_tokens(rows, src_idx)  # (b, r, n)
     if exclude_self:
         src_rows = src_rows.scatter(2, src_idx.unsqueeze(-1), float("-inf"))
-    # torch.quantile takes float32/float64 only; never lower the precision of the comparison.
+    # Never lower the precision of the comparison (bf16/fp16 rows are ranked in fp32).
     exact = src_rows if src_rows.dtype in (torch.float32, torch.float64) else src_rows.float()
-    threshold = torch.quantile(exact, eps, dim=-1, keepdim=True).to(rows.dtype)
+    threshold = row_quantile(exact, eps).to(rows.dtype)
     to_kept = src_rows.gather(2, keep_idx.unsqueeze(1).expand(-1, src_idx.shape[1], -1))  # (b, r, n-r)
     k = quantile_k(rows.shape[-1], eps, keep_idx.shape[1])
     top_val, tgt_slot = to_kept.topk(k, dim=-1)

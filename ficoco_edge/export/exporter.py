@@ -1,0 +1,147 @@
+"""`export(vlm, method, schedule, out)`: graphs + embedding table + tokenizer + manifest.json.
+
+The export is written to a temporary sibling directory and renamed into place at the end, so an
+error or an interrupt leaves any previous export at `out` as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ficoco_edge import __version__
+from ficoco_edge.errors import UsageError
+from ficoco_edge.export import onnx_graphs as og
+from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
+from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
+from ficoco_edge.models.vqa import VisionLanguageModel
+from ficoco_edge.reduction.schedule import Schedule
+
+VALIDATION_TEXT = (5, 9)  # text tokens before / after the image span in the validation prompt
+VALIDATION_CAPACITY = 4  # spare decode slots per layer in the validation cache
+
+
+def example_inputs(vlm: VisionLanguageModel, image_tokens: int, seed: int = 0) -> dict:
+    """Fixed inputs for tracing and validation: a random image, random text around the span, and a
+    decode step over a cache filled by the PyTorch prefill."""
+    model = vlm.model
+    gen = torch.Generator().manual_seed(seed)
+    size = model.config.vision_config.image_size
+    pixel_values = torch.randn(1, 3, size, size, generator=gen)
+    with torch.no_grad():
+        image = og.VisionGraph(model)(pixel_values)
+        before, after = VALIDATION_TEXT
+        ids = torch.randint(100, model.config.text_config.vocab_size, (1, before + after), generator=gen)
+        text = model.get_input_embeddings()(ids)
+        embeds = torch.cat([text[:, :before], image, text[:, before:]], 1)
+        start = torch.tensor(before)
+        prefill = og.PrefillGraph(model, image_tokens)(embeds, start)
+    caches = prefill[1:]
+    past = [torch.cat([c, torch.randn(*c.shape[:2], VALIDATION_CAPACITY, c.shape[3], generator=gen)], 2) for c in caches]
+    return {"pixel_values": pixel_values, "inputs_embeds": embeds, "image_start": start,
+            "token_embeds": text[:, -1:], "position": torch.tensor([[embeds.shape[1]]]),
+            "past_lengths": torch.tensor([c.shape[2] for c in caches[::2]]), "past": past,
+            "text_tokens": before + after}
+
+
+def validate(model, directory: Path, graphs: dict, example: dict, image_tokens: int) -> dict:
+    """Run every graph in onnxruntime and PyTorch on the example; returns max differences."""
+    feeds = {
+        "vision": [example["pixel_values"]],
+        "prefill": [example["inputs_embeds"], example["image_start"]],
+        "decode": [example["token_embeds"], example["position"], example["past_lengths"], *example["past"]],
+    }
+    modules = {"vision": og.VisionGraph(model), "prefill": og.PrefillGraph(model, image_tokens),
+               "decode": og.DecodeGraph(model)}
+    report, io = {}, {}
+    for name, spec in graphs.items():
+        sess = og.session(directory / spec["file"])
+        io[name] = og.io_description(sess)
+        declared = {i.name for i in sess.get_inputs()}  # an unused input (image_start without LLM reduction) is dropped
+        got = sess.run(spec["outputs"], {k: v.numpy() for k, v in zip(spec["inputs"], feeds[name]) if k in declared})
+        with torch.no_grad():
+            want = modules[name](*feeds[name])
+        want = want if isinstance(want, tuple) else (want,)
+        report[name] = og.compare(spec["outputs"], got, list(want), og.FP32_TOLERANCE)
+        if name == "prefill":
+            lengths = [g.shape[2] for g in got[1::2]]
+    return {"max_abs_diff": report, "io": io, "prefill_cache_lengths": lengths}
+
+
+def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs: dict, checked: dict,
+              text_tokens: int, files: dict) -> dict:
+    arch = llm_arch(vlm.model.config)
+    per_layer = [n - text_tokens for n in checked["prefill_cache_lengths"]]
+    return {
+        "schema_version": SCHEMA_VERSION, "tool_version": __version__, "model": vlm.name, "method": method,
+        "budget_tflops": budget, "quant": "fp32", "target": "ort",
+        "visual_tokens": image_tokens_for(vlm.model), "llm_visual_tokens_per_layer": per_layer,
+        "schedule": asdict(schedule),
+        "llm": {"layers": arch.layers, "hidden": arch.hidden, "kv_heads": arch.kv_heads,
+                "head_dim": arch.head_dim, "vocab": arch.vocab},
+        "prompt": {"template": vlm.prompt.template, "image_token_id": vlm.prompt.image_token_id,
+                   "stop_ids": list(vlm.prompt.stop_ids), "pad_id": vlm.prompt.pad_id,
+                   "bos_token_id": vlm.prompt.bos_token_id},
+        "preprocess": asdict(vlm.preprocess),
+        "graphs": {name: {"file": spec["file"], **checked["io"][name]} for name, spec in graphs.items()},
+        "embed_tokens": "embed_tokens.npy", "tokenizer": "tokenizer/tokenizer.json",
+        "validation": {"fp32_max_abs_diff": checked["max_abs_diff"],
+                       "tolerance": asdict(og.FP32_TOLERANCE)},
+        "files": files,
+    }
+
+
+def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: Path) -> None:
+    model = vlm.model
+    image_tokens = image_tokens_for(model)
+    layers = find_parts(model).llm.config.num_hidden_layers
+    example = example_inputs(vlm, image_tokens)
+    graphs = og.export_all(model, image_tokens, layers, model.config.text_config.hidden_size, staging, example)
+    np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
+    vlm.tokenizer.save_pretrained(staging / "tokenizer")
+    checked = validate(model, staging, graphs, example, image_tokens)
+    names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
+    manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"],
+                         file_hashes(staging, names))
+    write_manifest(staging, manifest)
+
+
+def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path, budget: float | None = None,
+           force: bool = False) -> dict:
+    """Export `vlm` reduced by `method` at `schedule` into directory `out` (fp32, onnxruntime)."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; an export is an ordinary directory
+    apply(vlm.model.float().eval(), method, schedule)
+    try:
+        _write(vlm, method, budget, schedule, staging)
+        _swap_into_place(staging, out)
+        return read_manifest(out, verify=False)
+    finally:
+        remove(vlm.model)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Rename staging -> out; an existing out is moved aside first and deleted only afterwards."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / "export")
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old / "export", out)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,98 @@
+"""The exported graphs as small torch modules over a (possibly patched) LLaVA model, batch 1.
+
+    vision:  pixel_values (1, 3, 336, 336) -> image_embeds (1, n_v, H)          CLIP + FiCoCo-V + projector
+    prefill: inputs_embeds (1, S, H), image_start () -> logits (1, V), key_l/value_l (1, kvh, S_l, d)
+    decode:  inputs_embeds (1, 1, H), position (1, 1), past_lengths (L,), past key_l/value_l
+             (1, kvh, C_l, d) -> logits (1, V), new key_l/value_l (1, kvh, 1, d)
+
+Prefill runs FiCoCo-L / FastV through the same TokenTrack as the PyTorch path, so every layer's
+cache holds exactly S_l tokens; kept tokens keep their original RoPE positions and a decode token
+sits at the next original position in every layer. Decode reads the first past_lengths[l] slots of
+layer l's buffer (capacity C_l, any size) and returns only the new token's key/value: the runtime
+writes them in place at index past_lengths[l].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+from ficoco_edge.models.llava import find_parts
+from ficoco_edge.models.patch_llm import ReducingLlamaDecoderLayer, TokenTrack, _gather_rotary
+
+
+def attend(attn, normed: torch.Tensor, rotary, past=None, mask=None, causal=False):
+    """One attention block. normed (1, s, H) -> output (1, s, H), this call's key/value (1, kvh, s, d)."""
+    b, s, _ = normed.shape
+    shape = (b, s, -1, attn.head_dim)
+    q = attn.q_proj(normed).view(shape).transpose(1, 2)
+    k = attn.k_proj(normed).view(shape).transpose(1, 2)
+    v = attn.v_proj(normed).view(shape).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, *rotary)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+    g = attn.num_key_value_groups
+    out = F.scaled_dot_product_attention(q, repeat_kv(keys, g), repeat_kv(values, g), attn_mask=mask,
+                                         is_causal=causal, scale=attn.scaling)
+    return attn.o_proj(out.transpose(1, 2).reshape(b, s, -1)), k, v
+
+
+class VisionGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        llava = self.model.model
+        hidden = llava.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+        features = hidden[self.model.config.vision_feature_layer][:, 1:]  # "default": drop [CLS]
+        return llava.multi_modal_projector(features)
+
+
+class PrefillGraph(nn.Module):
+    def __init__(self, model, image_tokens: int):
+        super().__init__()
+        self.model, self.image_tokens = model, image_tokens
+
+    def forward(self, inputs_embeds: torch.Tensor, image_start: torch.Tensor):
+        llm = find_parts(self.model).llm
+        s = inputs_embeds.shape[1]
+        positions = torch.arange(s, device=inputs_embeds.device).unsqueeze(0)
+        rotary = llm.rotary_emb(inputs_embeds, positions)
+        span = (positions >= image_start) & (positions < image_start + self.image_tokens)
+        track = TokenTrack(span, self.image_tokens, None)
+        hidden, caches = inputs_embeds, []
+        for layer in llm.layers:
+            layer_rotary = _gather_rotary(rotary, track.kept) if track.reduced else rotary
+            normed = layer.input_layernorm(hidden)
+            out, k, v = attend(layer.self_attn, normed, layer_rotary, causal=True)
+            hidden = hidden + out
+            if isinstance(layer, ReducingLlamaDecoderLayer):
+                scores = track.scores(layer.self_attn, normed, layer_rotary)
+                hidden = track.reduce(hidden, scores, layer.ficoco_step)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            caches += [k, v]
+        logits = self.model.lm_head(llm.norm(hidden[:, -1]))
+        return (logits, *caches)
+
+
+class DecodeGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs_embeds: torch.Tensor, position: torch.Tensor, past_lengths: torch.Tensor, *past):
+        llm = find_parts(self.model).llm
+        rotary = llm.rotary_emb(inputs_embeds, position)
+        hidden, new = inputs_embeds, []
+        for i, layer in enumerate(llm.layers):
+            past_k, past_v = past[2 * i], past[2 * i + 1]
+            slots = torch.arange(past_k.shape[2] + 1, device=hidden.device)
+            mask = ((slots < past_lengths[i]) | (slots == past_k.shape[2])).view(1, 1, 1, -1)
+            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rotary, (past_k, past_v), mask)
+            hidden = hidden + out
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            new += [k, v]
+        logits = self.model.lm_head(llm.norm(hidden[:, -1]))
+        return (logits, *new)

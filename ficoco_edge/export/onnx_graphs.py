@@ -1,0 +1,97 @@
+"""Trace the three graphs to ONNX (TorchScript exporter, opset 17) and check them with onnxruntime.
+
+Validation runs each graph on fixed inputs in onnxruntime and in PyTorch; an fp32 graph whose
+output differs beyond its tolerance raises ExportValidationError naming every failing output and
+its largest difference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph
+
+OPSET = 17
+
+
+class ExportValidationError(RuntimeError):
+    """onnxruntime and PyTorch disagree beyond tolerance on some outputs."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+
+
+FP32_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-3)
+
+
+def layer_names(prefix: str, layers: int) -> list[str]:
+    return [f"{prefix}{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+
+
+def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                 dynamic: dict[str, dict[int, str]]) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and checked below
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+
+
+def export_all(model, image_tokens: int, layers: int, hidden: int, out: Path, example: dict) -> dict[str, dict]:
+    """Write vision.onnx, prefill.onnx, decode.onnx; returns {graph: {"file", "inputs", "outputs"}}."""
+    keys = layer_names("", layers)
+    past = layer_names("past_", layers)
+    specs = {
+        "vision": (VisionGraph(model), (example["pixel_values"],), ["pixel_values"], ["image_embeds"], {}),
+        "prefill": (PrefillGraph(model, image_tokens), (example["inputs_embeds"], example["image_start"]),
+                    ["inputs_embeds", "image_start"], ["logits", *keys],
+                    {"inputs_embeds": {1: "sequence"}, **{k: {2: f"length_{k.split('_')[1]}"} for k in keys}}),
+        "decode": (DecodeGraph(model), (example["token_embeds"], example["position"], example["past_lengths"],
+                                        *example["past"]),
+                   ["inputs_embeds", "position", "past_lengths", *past], ["logits", *layer_names("new_", layers)],
+                   {p: {2: f"capacity_{p.split('_')[2]}"} for p in past}),
+    }
+    graphs = {}
+    for name, (module, args, inputs, outputs, dynamic) in specs.items():
+        export_graph(module, args, out / f"{name}.onnx", inputs, outputs, dynamic)
+        graphs[name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs}
+    return graphs
+
+
+def session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def io_description(sess) -> dict:
+    """{"inputs": [{name, shape, dtype}], "outputs": [...]}, shapes with symbolic axis names."""
+    def describe(args):
+        return [{"name": a.name, "shape": list(a.shape), "dtype": a.type.removeprefix("tensor(").rstrip(")")} for a in args]
+    return {"inputs": describe(sess.get_inputs()), "outputs": describe(sess.get_outputs())}
+
+
+def compare(names: list[str], got: list[np.ndarray], want: list[torch.Tensor], tol: Tolerance) -> dict[str, float]:
+    """Largest |difference| per output; raises ExportValidationError listing those beyond tolerance."""
+    diffs, failing = {}, []
+    for name, g, w in zip(names, got, want):
+        w = w.detach().float().numpy()
+        if g.shape != w.shape:
+            failing.append(f"{name}: shape {list(g.shape)} != {list(w.shape)}")
+            diffs[name] = float("inf")
+            continue
+        diffs[name] = float(np.abs(g - w).max()) if g.size else 0.0
+        if not np.allclose(g, w, atol=tol.atol, rtol=tol.rtol):
+            failing.append(f"{name}: max |diff| {diffs[name]:.3g} (atol {tol.atol}, rtol {tol.rtol})")
+    if failing:
+        raise ExportValidationError("onnxruntime disagrees with PyTorch: " + "; ".join(failing))
+    return diffs

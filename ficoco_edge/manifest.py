@@ -1,0 +1,59 @@
+"""The export format: `manifest.json` beside the graphs. Export writes it; the runtime reads only it.
+
+No torch here: the runtime must import this on a machine without the training stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ficoco_edge.errors import UsageError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class ManifestError(UsageError):
+    """A missing, corrupted or incompatible export."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(directory: Path, names: list[str]) -> dict[str, str]:
+    return {name: sha256(directory / name) for name in sorted(names)}
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def read_manifest(directory: Path, verify: bool = True) -> dict:
+    """Load and check an export: schema version, then every listed file's sha256."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{directory} holds no {MANIFEST}; create an export with `ficoco-edge export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc}); re-export with `ficoco-edge export --force`") from exc
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"{path} has schema version {version}; this ficoco-edge reads {SCHEMA_VERSION}: re-export it")
+    if verify:
+        for name, digest in manifest.get("files", {}).items():
+            if not (Path(directory) / name).is_file():
+                raise ManifestError(f"{directory}/{name} is missing; re-export with `ficoco-edge export --force`")
+            if sha256(Path(directory) / name) != digest:
+                raise ManifestError(f"{directory}/{name} does not match its sha256 in the manifest (corrupted or edited)")
+    return manifest
