@@ -17,7 +17,9 @@ import torch
 
 from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
+from ficoco_edge.export import check
 from ficoco_edge.export import onnx_graphs as og
+from ficoco_edge.export.quantize import check_quant, quantize_graph
 from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
 from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
 from ficoco_edge.models.vqa import VisionLanguageModel
@@ -25,6 +27,7 @@ from ficoco_edge.reduction.schedule import Schedule
 
 VALIDATION_TEXT = (5, 9)  # text tokens before / after the image span in the validation prompt
 VALIDATION_CAPACITY = 4  # spare decode slots per layer in the validation cache
+AGREEMENT_STEPS = 8  # greedy steps compared between fp32 and quantized graphs
 
 
 def example_inputs(vlm: VisionLanguageModel, image_tokens: int, seed: int = 0) -> dict:
@@ -74,6 +77,22 @@ def validate(model, directory: Path, graphs: dict, example: dict, image_tokens: 
     return {"max_abs_diff": report, "io": io, "prefill_cache_lengths": lengths}
 
 
+def quantize_llm(directory: Path, graphs: dict, example: dict, quant: str, target: str) -> float:
+    """Quantize prefill + decode in place; returns next-token agreement with the fp32 graphs."""
+    def load():
+        return check.Graphs(*(og.session(directory / graphs[g]["file"]) for g in ("vision", "prefill", "decode")))
+
+    reference = load()  # sessions hold the fp32 graphs in memory
+    for name in ("prefill", "decode"):
+        path = directory / graphs[name]["file"]
+        tmp = path.with_name(f".{path.name}.{quant}")
+        quantize_graph(path, tmp, quant, target)
+        os.replace(tmp, path)
+    table = np.load(directory / "embed_tokens.npy")
+    embeds = example["inputs_embeds"].numpy()
+    return check.agreement(reference, load(), table, embeds, int(example["image_start"]), AGREEMENT_STEPS)
+
+
 def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs: dict, checked: dict,
               text_tokens: int, files: dict) -> dict:
     arch = llm_arch(vlm.model.config)
@@ -97,7 +116,8 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
     }
 
 
-def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: Path) -> None:
+def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: Path, quant: str,
+           target: str) -> None:
     model = vlm.model
     image_tokens = image_tokens_for(model)
     layers = find_parts(model).llm.config.num_hidden_layers
@@ -106,15 +126,22 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
     np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
     vlm.tokenizer.save_pretrained(staging / "tokenizer")
     checked = validate(model, staging, graphs, example, image_tokens)
+    agreement = None if quant == "fp32" else quantize_llm(staging, graphs, example, quant, target)
     names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
     manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"],
                          file_hashes(staging, names))
+    manifest.update(quant=quant, target=target)
+    manifest["validation"]["next_token_agreement"] = agreement
+    if quant != "fp32":  # the quantized graphs' own inputs/outputs
+        for name in ("prefill", "decode"):
+            manifest["graphs"][name].update(og.io_description(og.session(staging / graphs[name]["file"])))
     write_manifest(staging, manifest)
 
 
 def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path, budget: float | None = None,
-           force: bool = False) -> dict:
-    """Export `vlm` reduced by `method` at `schedule` into directory `out` (fp32, onnxruntime)."""
+           force: bool = False, quant: str = "fp32", target: str = "ort") -> dict:
+    """Export `vlm` reduced by `method` at `schedule` into directory `out`; returns the manifest."""
+    check_quant(quant, target)
     out = Path(out)
     if out.exists() and not force:
         raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
@@ -123,7 +150,7 @@ def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path,
     staging.chmod(0o755)  # mkdtemp makes it private; an export is an ordinary directory
     apply(vlm.model.float().eval(), method, schedule)
     try:
-        _write(vlm, method, budget, schedule, staging)
+        _write(vlm, method, budget, schedule, staging, quant, target)
         _swap_into_place(staging, out)
         return read_manifest(out, verify=False)
     finally:

@@ -8,60 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from ficoco_edge.errors import UsageError
-from ficoco_edge.export import exporter
+from ficoco_edge.export import check, exporter
 from ficoco_edge.export.onnx_graphs import ExportValidationError, session
 from ficoco_edge.manifest import ManifestError, read_manifest
-from ficoco_edge.models import embedded
 from ficoco_edge.models.llava import apply, expand_image_tokens, remove
-from ficoco_edge.models.vqa import VisionLanguageModel
-from ficoco_edge.plan import solve_for_method
-from ficoco_edge.runtime.preprocess import ClipPreprocess
-
-METHODS = ["none", "ficoco-v", "ficoco-l", "ficoco-vl"]
-
-
-class TinyTokenizer:
-    """Just enough of a tokenizer for export (save_pretrained writes a file)."""
-
-    def save_pretrained(self, directory):
-        directory.mkdir()
-        (directory / "tokenizer.json").write_text("{}")
-
-
-@pytest.fixture()
-def tiny_vlm(tiny_llava):
-    return VisionLanguageModel("tiny", tiny_llava, TinyTokenizer(), ClipPreprocess(), embedded.PROMPT)
-
-
-def schedule_for(method):
-    return solve_for_method(method, 1.5) if method != "none" else solve_for_method("none")
-
-
-def ort_greedy(directory, manifest, ids, image_token_id, pixel_values, steps):
-    """A minimal reference driver: vision -> splice -> prefill -> per-layer buffers -> decode."""
-    graphs = {name: session(directory / g["file"]) for name, g in manifest["graphs"].items()}
-    table = np.load(directory / manifest["embed_tokens"])
-    image = graphs["vision"].run(None, {"pixel_values": pixel_values})[0]
-    start = int(np.argmax(ids == image_token_id))
-    embeds = np.concatenate([table[ids[:start]][None], image, table[ids[start + image.shape[1]:]][None]], 1)
-    feeds = {"inputs_embeds": embeds, "image_start": np.array(start)}
-    wanted = {i["name"] for i in manifest["graphs"]["prefill"]["inputs"]}
-    logits, *caches = graphs["prefill"].run(None, {k: v for k, v in feeds.items() if k in wanted})
-    lengths = np.array([c.shape[2] for c in caches[::2]])
-    buffers = [np.concatenate([c, np.zeros((*c.shape[:2], steps, c.shape[3]), np.float32)], 2) for c in caches]
-    tokens, position = [int(logits.argmax())], embeds.shape[1]
-    for _ in range(steps - 1):
-        past = {f"past_{kind}_{i}": buffers[2 * i + j] for i in range(len(lengths)) for j, kind in enumerate(("key", "value"))}
-        logits, *new = graphs["decode"].run(None, {"inputs_embeds": table[[tokens[-1]]][None],
-                                                   "position": np.array([[position]]), "past_lengths": lengths, **past})
-        for i, buf in enumerate(buffers):
-            buf[:, :, lengths[i // 2]] = new[i][:, :, 0]
-        lengths, position = lengths + 1, position + 1
-        tokens.append(int(logits.argmax()))
-    return tokens, [c.shape[2] for c in caches[::2]]
+from tests.export.conftest import METHODS, schedule_for
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -79,7 +32,10 @@ def test_ort_generation_equals_patched_model(tiny_vlm, tmp_path, method):
     with torch.no_grad():
         want = model.generate(input_ids=ids, pixel_values=pixels, max_new_tokens=5, do_sample=False)[0, ids.shape[1]:]
     remove(model)
-    tokens, lengths = ort_greedy(out, manifest, ids[0].numpy(), image_id, pixels.numpy(), 5)
+    graphs = check.Graphs(*(session(out / manifest["graphs"][g]["file"]) for g in ("vision", "prefill", "decode")))
+    table = np.load(out / manifest["embed_tokens"])
+    embeds, start = check.prompt_embeds(graphs, table, ids[0].numpy(), image_id, pixels.numpy())
+    tokens, lengths = check.greedy(graphs, table, embeds, start, 5)
     assert tokens == want.tolist()
     text = ids.shape[1] - manifest["visual_tokens"]
     expected = schedule.llm_visual_tokens_per_layer(model.config.text_config.num_hidden_layers)
