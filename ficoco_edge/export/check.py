@@ -54,9 +54,11 @@ def greedy(graphs: Graphs, table: np.ndarray, embeds: np.ndarray, image_start: i
 
 
 def agreement(reference: Graphs, candidate: Graphs, table: np.ndarray, embeds: np.ndarray, image_start: int,
-              steps: int) -> float:
-    """Share of next-token predictions where `candidate` matches `reference`, both fed the
-    reference's greedy tokens."""
+              steps: int, stop_ids: tuple[int, ...] = ()) -> tuple[int, int]:
+    """(matches, predictions): next-token predictions where `candidate` matches `reference`, both
+    fed the reference's greedy tokens, up to and including the reference's first stop token."""
     want, _ = greedy(reference, table, embeds, image_start, steps)
-    got, _ = greedy(candidate, table, embeds, image_start, steps, forced=want)
-    return float(np.mean([a == b for a, b in zip(want, got)]))
+    ends = [i for i, t in enumerate(want) if t in stop_ids]
+    want = want[: ends[0] + 1] if ends else want
+    got, _ = greedy(candidate, table, embeds, image_start, len(want), forced=want)
+    return sum(a == b for a, b in zip(want, got)), len(want)

@@ -27,7 +27,9 @@ from ficoco_edge.reduction.schedule import Schedule
 
 VALIDATION_TEXT = (5, 9)  # text tokens before / after the image span in the validation prompt
 VALIDATION_CAPACITY = 4  # spare decode slots per layer in the validation cache
-AGREEMENT_STEPS = 8  # greedy steps compared between fp32 and quantized graphs
+AGREEMENT_STEPS = 8  # greedy steps compared between fp32 and quantized graphs, per prompt
+AGREEMENT_PROMPTS = (("red", "ellipse", "What color is the shape?"), ("blue", "rectangle", "What shape is in the image?"),
+                     ("green", "polygon", "Describe the image."), ("yellow", "ellipse", "Is there a triangle?"))
 
 
 def example_inputs(vlm: VisionLanguageModel, image_tokens: int, seed: int = 0) -> dict:
@@ -77,8 +79,24 @@ def validate(model, directory: Path, graphs: dict, example: dict, image_tokens: 
     return {"max_abs_diff": report, "io": io, "prefill_cache_lengths": lengths}
 
 
-def quantize_llm(directory: Path, graphs: dict, example: dict, quant: str, target: str) -> float:
-    """Quantize prefill + decode in place; returns next-token agreement with the fp32 graphs."""
+def agreement_prompts(vlm: VisionLanguageModel, graphs: check.Graphs, table: np.ndarray,
+                      image_tokens: int) -> list[tuple[np.ndarray, int]]:
+    """(inputs_embeds, image_start) for a few real prompts about drawn shapes."""
+    from PIL import Image, ImageDraw
+
+    prompts = []
+    for colour, shape, question in AGREEMENT_PROMPTS:
+        image = Image.new("RGB", (64, 64), "white")
+        draw = ImageDraw.Draw(image)
+        getattr(draw, shape)([(12, 12), (52, 52)] if shape != "polygon" else [(32, 8), (56, 56), (8, 56)], fill=colour)
+        ids = np.array(vlm.prompt.ids(vlm.encode, question, image_tokens))
+        prompts.append(check.prompt_embeds(graphs, table, ids, vlm.prompt.image_token_id, vlm.preprocess([image])))
+    return prompts
+
+
+def quantize_llm(vlm: VisionLanguageModel, directory: Path, graphs: dict, quant: str, target: str) -> float:
+    """Quantize prefill + decode in place; returns next-token agreement with the fp32 graphs over
+    AGREEMENT_PROMPTS, up to AGREEMENT_STEPS greedy steps each (ending at the fp32 answer's stop token)."""
     def load():
         return check.Graphs(*(og.session(directory / graphs[g]["file"]) for g in ("vision", "prefill", "decode")))
 
@@ -89,8 +107,10 @@ def quantize_llm(directory: Path, graphs: dict, example: dict, quant: str, targe
         quantize_graph(path, tmp, quant, target)
         os.replace(tmp, path)
     table = np.load(directory / "embed_tokens.npy")
-    embeds = example["inputs_embeds"].numpy()
-    return check.agreement(reference, load(), table, embeds, int(example["image_start"]), AGREEMENT_STEPS)
+    candidate = load()
+    prompts = agreement_prompts(vlm, reference, table, image_tokens_for(vlm.model))
+    counts = [check.agreement(reference, candidate, table, e, s, AGREEMENT_STEPS, vlm.prompt.stop_ids) for e, s in prompts]
+    return sum(m for m, _ in counts) / sum(n for _, n in counts)
 
 
 def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs: dict, checked: dict,
@@ -126,7 +146,7 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
     np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
     vlm.tokenizer.save_pretrained(staging / "tokenizer")
     checked = validate(model, staging, graphs, example, image_tokens)
-    agreement = None if quant == "fp32" else quantize_llm(staging, graphs, example, quant, target)
+    agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target)
     names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
     manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"],
                          file_hashes(staging, names))

@@ -1,7 +1,7 @@
 """Weight quantization of the exported LLM graphs (prefill, decode); the vision graph stays fp32.
 
-    int8: onnxruntime dynamic quantization (int8 weights, activations quantized per call) of the
-          MatMuls with constant weights: the LLM's linear layers and LM head.
+    int8: onnxruntime dynamic quantization (int8 per-channel weights, activations quantized per
+          call) of the MatMuls with constant weights: the LLM's linear layers and LM head.
     int4: blocked 4-bit weights, block 32, symmetric. For onnxruntime (`--target ort`) the
           MatMulNBits contrib op with accuracy_level=4 (int8 activations on CPU); for TensorRT
           (`--target trt`) DequantizeLinear with a block size (opset 21) feeding a plain MatMul,
@@ -68,7 +68,8 @@ def _quantize(src: Path, dst: Path, quant: str, target: str) -> None:
     if quant == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+        # per-channel weight scales: per-tensor ones turned the embedded model's answers to noise
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes, per_channel=True,
                          extra_options={"MatMulConstBOnly": True})
         return
     from onnxruntime.quantization import QuantFormat
