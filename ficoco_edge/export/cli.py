@@ -29,4 +29,4 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
     if out.exists() and not force:  # before the slow model load
         raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
     vlm = load(model)
-    return export(vlm, method, schedule, out, budget, force, quant, target), out
+    return export(vlm, method, schedule, out, budget, force, quant, target, progress=True), out

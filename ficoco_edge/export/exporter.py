@@ -137,19 +137,31 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
 
 
 def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: Path, quant: str,
-           target: str) -> None:
+           target: str, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
     model = vlm.model
     image_tokens = image_tokens_for(model)
     layers = find_parts(model).llm.config.num_hidden_layers
-    example = example_inputs(vlm, image_tokens)
-    graphs = og.export_all(model, image_tokens, layers, model.config.text_config.hidden_size, staging, example)
-    np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
-    vlm.tokenizer.save_pretrained(staging / "tokenizer")
-    checked = validate(model, staging, graphs, example, image_tokens)
-    agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target)
-    names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
-    manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"],
-                         file_hashes(staging, names))
+    with tqdm(total=4, desc="export", disable=not progress, bar_format="{desc}: {n}/{total} {postfix}") as bar:
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        bar.set_postfix_str("tracing")
+        example = example_inputs(vlm, image_tokens)
+        graphs = og.export_all(model, image_tokens, layers, model.config.text_config.hidden_size, staging, example)
+        np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
+        vlm.tokenizer.save_pretrained(staging / "tokenizer")
+        step("validating fp32")
+        checked = validate(model, staging, graphs, example, image_tokens)
+        step(f"quantizing {quant}" if quant != "fp32" else "hashing")
+        agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target)
+        step("hashing")
+        names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
+        files = file_hashes(staging, names)
+        step("done")
+    manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"], files)
     manifest.update(quant=quant, target=target)
     manifest["validation"]["next_token_agreement"] = agreement
     if quant != "fp32":  # the quantized graphs' own inputs/outputs
@@ -159,7 +171,7 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
 
 
 def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path, budget: float | None = None,
-           force: bool = False, quant: str = "fp32", target: str = "ort") -> dict:
+           force: bool = False, quant: str = "fp32", target: str = "ort", progress: bool = False) -> dict:
     """Export `vlm` reduced by `method` at `schedule` into directory `out`; returns the manifest."""
     check_quant(quant, target)
     out = Path(out)
@@ -170,7 +182,7 @@ def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path,
     staging.chmod(0o755)  # mkdtemp makes it private; an export is an ordinary directory
     apply(vlm.model.float().eval(), method, schedule)
     try:
-        _write(vlm, method, budget, schedule, staging, quant, target)
+        _write(vlm, method, budget, schedule, staging, quant, target, progress)
         _swap_into_place(staging, out)
         return read_manifest(out, verify=False)
     finally:
