@@ -246,3 +246,14 @@ def _check_tokens(tokens: Sequence[int], n_layers: int, what: str) -> None:
     if len(tokens) != n_layers or any(int(t) != t or t < 0 for t in tokens):
         raise UsageError(f"{what} token list must have {n_layers} non-negative integers, "
                          f"got {len(tokens)}: {list(tokens)[:8]}...")
+
+
+def llm_matmul_flops(llm: LLMArch, tokens: Sequence[int]) -> int:
+    """Matrix-multiply FLOPs of an LLM prefill as an exported static graph runs it (batch 1):
+    grouped-query projections, full (masked, not skipped) s x s score and value products, layer
+    l's MLP on entry l+1's tokens, the LM head on the last position. No softmax/elementwise ops."""
+    _check_tokens(tokens, llm.layers, "LLM")
+    h, after = llm.hidden, list(tokens[1:]) + [tokens[-1]]
+    layers = sum(2 * s * (2 * h * h + 2 * h * llm.kv_width) + 4 * h * s * s + llm_mlp_ops(llm, t)
+                 for s, t in zip(tokens, after))
+    return layers + 2 * h * llm.vocab

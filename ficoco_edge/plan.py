@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ficoco_edge.arch import load_arch
-from ficoco_edge.cost import llmviewer_cost, physical_cost
+from ficoco_edge.cost import llm_matmul_flops, llmviewer_cost, physical_cost
 from ficoco_edge.errors import UsageError
 from ficoco_edge.reduction.methods import get_method
 from ficoco_edge.reduction.schedule import Schedule, solve_schedule
@@ -53,6 +53,8 @@ def make_plan(model: str, method: str, budget: float | None = None, keep: int | 
         "kv_cache_mb": round(viewer.kv_cache_mb, 2),
         "physical": {
             **{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(physical).items()},
-            "note": "causal attention, grouped-query KV, vision tower + projector, LM head on the last token",
+            "llm_matmul_tflops": round(llm_matmul_flops(arch.llm, llm_tokens) / 1e12, 6),
+            "note": "causal attention, grouped-query KV, vision tower + projector, LM head on the last token; "
+                    "llm_matmul_tflops: the LLM's matrix products as a static graph runs them (full s x s attention)",
         },
     }
