@@ -20,6 +20,7 @@ from ficoco_edge.errors import UsageError
 from ficoco_edge.export import check
 from ficoco_edge.export import onnx_graphs as og
 from ficoco_edge.export.quantize import check_quant, quantize_graph
+from ficoco_edge.export.tensorrt import tensorrt_problems
 from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
 from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
 from ficoco_edge.models.vqa import VisionLanguageModel
@@ -150,7 +151,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
 
         bar.set_postfix_str("tracing")
         example = example_inputs(vlm, image_tokens)
-        graphs = og.export_all(model, image_tokens, layers, model.config.text_config.hidden_size, staging, example)
+        opset = og.TRT_OPSET if target == "trt" else og.OPSET
+        graphs = og.export_all(model, image_tokens, layers, staging, example, opset)
         np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
         vlm.tokenizer.save_pretrained(staging / "tokenizer")
         step("validating fp32")
@@ -164,6 +166,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
     manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"], files)
     manifest.update(quant=quant, target=target)
     manifest["validation"]["next_token_agreement"] = agreement
+    if target == "trt":  # what TensorRT's parser would refuse, per graph (empty lists: none found)
+        manifest["tensorrt_problems"] = {name: tensorrt_problems(staging / g["file"]) for name, g in graphs.items()}
     if quant != "fp32":  # the quantized graphs' own inputs/outputs
         for name in ("prefill", "decode"):
             manifest["graphs"][name].update(og.io_description(og.session(staging / graphs[name]["file"])))

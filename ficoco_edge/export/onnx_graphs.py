@@ -17,6 +17,7 @@ import torch
 from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph
 
 OPSET = 17
+TRT_OPSET = 16  # below 17, LayerNormalization is decomposed into ops every TensorRT 8.5+ parser reads
 
 
 class ExportValidationError(RuntimeError):
@@ -37,14 +38,14 @@ def layer_names(prefix: str, layers: int) -> list[str]:
 
 
 def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-                 dynamic: dict[str, dict[int, str]]) -> None:
+                 dynamic: dict[str, dict[int, str]], opset: int = OPSET) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and checked below
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
-def export_all(model, image_tokens: int, layers: int, hidden: int, out: Path, example: dict) -> dict[str, dict]:
+def export_all(model, image_tokens: int, layers: int, out: Path, example: dict, opset: int = OPSET) -> dict[str, dict]:
     """Write vision.onnx, prefill.onnx, decode.onnx; returns {graph: {"file", "inputs", "outputs"}}."""
     keys = layer_names("", layers)
     past = layer_names("past_", layers)
@@ -60,7 +61,7 @@ def export_all(model, image_tokens: int, layers: int, hidden: int, out: Path, ex
     }
     graphs = {}
     for name, (module, args, inputs, outputs, dynamic) in specs.items():
-        export_graph(module, args, out / f"{name}.onnx", inputs, outputs, dynamic)
+        export_graph(module, args, out / f"{name}.onnx", inputs, outputs, dynamic, opset)
         graphs[name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs}
     return graphs
 

@@ -1,0 +1,40 @@
+"""The TensorRT readiness check (operator list kept as data with its source) on exported graphs."""
+
+import onnx
+from onnx import TensorProto, helper
+
+from ficoco_edge.export import exporter
+from ficoco_edge.export.tensorrt import support_table, tensorrt_problems
+from tests.export.conftest import schedule_for
+
+
+def test_support_table_has_its_source():
+    table = support_table()
+    assert table["source"].startswith("https://github.com/onnx/onnx-tensorrt/")
+    assert {"MatMul", "TopK", "DequantizeLinear", "Trilu"} <= set(table["supported"])
+    assert not {"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits"} & set(table["supported"])
+
+
+def test_trt_exports_have_only_supported_ops(tiny_vlm, tmp_path):
+    manifest = exporter.export(tiny_vlm, "none", schedule_for("none"), tmp_path / "t", quant="int4", target="trt")
+    assert manifest["tensorrt_problems"] == {"vision": [], "prefill": [], "decode": []}
+    for graph in manifest["graphs"].values():
+        model = onnx.load(str(tmp_path / "t" / graph["file"]))
+        assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+
+
+def test_onnxruntime_only_ops_are_reported(tiny_vlm, tmp_path):
+    exporter.export(tiny_vlm, "none", schedule_for("none"), tmp_path / "o", quant="int4", target="ort")
+    problems = tensorrt_problems(tmp_path / "o" / "prefill.onnx")
+    assert problems and all("com.microsoft.MatMulNBits" in p for p in problems)
+
+
+def test_a_computed_topk_k_is_reported(tmp_path):
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "one", "two"], ["k"]),
+             helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+                               helper.make_tensor("two", TensorProto.INT64, [1], [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+    assert tensorrt_problems(tmp_path / "g.onnx") == [": input 1 of TopK must be a constant for TensorRT"]
