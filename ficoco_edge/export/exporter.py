@@ -153,6 +153,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         example = example_inputs(vlm, image_tokens)
         opset = og.TRT_OPSET if target == "trt" else og.OPSET
         graphs = og.export_all(model, image_tokens, layers, staging, example, opset)
+        if target == "trt":  # the vision graph has static shapes: fold shape arithmetic into constants
+            og.fold_constants(staging / graphs["vision"]["file"])
         np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
         vlm.tokenizer.save_pretrained(staging / "tokenizer")
         step("validating fp32")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph
@@ -96,3 +97,24 @@ def compare(names: list[str], got: list[np.ndarray], want: list[torch.Tensor], t
     if failing:
         raise ExportValidationError("onnxruntime disagrees with PyTorch: " + "; ".join(failing))
     return diffs
+
+
+def fold_constants(path: Path) -> None:
+    """Rewrite the graph at `path` with onnxruntime's basic (provider-independent, standard-op)
+    optimizations: on a graph with static input shapes this turns sizes computed from shapes, such
+    as TopK's K, into constants, as TensorRT requires. Unused opset imports are dropped."""
+    import onnxruntime as ort
+
+    tmp = path.with_name(f".{path.name}.folded")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(tmp))
+    used = {n.domain for n in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(tmp))
+    tmp.replace(path)

@@ -1,6 +1,7 @@
 """The TensorRT readiness check (operator list kept as data with its source) on exported graphs."""
 
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from ficoco_edge.export import exporter
@@ -15,8 +16,9 @@ def test_support_table_has_its_source():
     assert not {"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits"} & set(table["supported"])
 
 
-def test_trt_exports_have_only_supported_ops(tiny_vlm, tmp_path):
-    manifest = exporter.export(tiny_vlm, "none", schedule_for("none"), tmp_path / "t", quant="int4", target="trt")
+@pytest.mark.parametrize("method", ["none", "ficoco-v"])
+def test_trt_exports_have_only_supported_ops(tiny_vlm, tmp_path, method):
+    manifest = exporter.export(tiny_vlm, method, schedule_for(method), tmp_path / "t", quant="int4", target="trt")
     assert manifest["tensorrt_problems"] == {"vision": [], "prefill": [], "decode": []}
     for graph in manifest["graphs"].values():
         model = onnx.load(str(tmp_path / "t" / graph["file"]))
