@@ -1,4 +1,4 @@
-"""`run` and `eval`: answer questions about images with the PyTorch model."""
+"""`eval`: VQA accuracy of methods x budgets with the PyTorch model."""
 
 from __future__ import annotations
 
@@ -8,38 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ficoco_edge.commands.common import (DeviceOpt, DtypeOpt, FormatOpt, KeepOpt, MethodOpt, VLMOpt, check_format,
+from ficoco_edge.commands.common import (DeviceOpt, DtypeOpt, FormatOpt, VLMOpt, check_format,
                                          parse_float, split_list, torch_dtype)
 from ficoco_edge.errors import UsageError
-
-
-def run(
-    image: Annotated[str, typer.Argument(help="image file")],
-    question: Annotated[str, typer.Argument(help="question about the image")],
-    model: VLMOpt = "embedded",
-    method: MethodOpt = "ficoco-l",
-    budget: Annotated[Optional[float], typer.Option("--budget", help="TFLOPs ceiling (default 4.2 for a reducing method)")] = None,
-    keep: KeepOpt = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens")] = 32,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "fp32",
-) -> None:
-    """Answer a question about an image (PyTorch path).
-
-    The default, FiCoCo-L at 4.2 TFLOPs, kept 93.8% of the embedded model's easy-VQA accuracy
-    (docs/embedded-model.md); pass --method none for the unreduced model.
-    """
-    from ficoco_edge.vqa_cli import answer_one
-
-    if not question.strip():
-        raise UsageError("the question is empty; ask something about the image")
-    if max_new_tokens < 1:
-        raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
-    if method != "none" and budget is None and keep is None:
-        budget = 4.2
-    answer, info = answer_one(image, question, model, method, budget, keep, max_new_tokens, device, torch_dtype(dtype))
-    typer.echo(answer)
-    typer.echo(info, err=True)
 
 
 def eval_(
@@ -71,4 +42,4 @@ def eval_(
     typer.echo(json.dumps(rows, indent=2) if fmt == "json" else report.table(rows))
 
 
-COMMANDS = (("run", run), ("eval", eval_))
+COMMANDS = (("eval", eval_),)

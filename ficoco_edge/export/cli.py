@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export.quantize import check_quant
+from ficoco_edge.paths import cache_root
 
 
 def default_out(model: str, method: str, budget: float | None, keep: int | None, quant: str, target: str) -> Path:
@@ -16,7 +18,8 @@ def default_out(model: str, method: str, budget: float | None, keep: int | None,
 
 
 def run_export(model: str, method: str, budget: float | None, keep: int | None, quant: str, target: str,
-               out: Path | None, force: bool) -> tuple[dict, Path]:
+               out: Path | None, force: bool, announce: str | None = None) -> tuple[dict, Path]:
+    """Export after checking the settings; `announce` is printed once the model has loaded."""
     from ficoco_edge.export.exporter import export
     from ficoco_edge.models.loading import load
     from ficoco_edge.plan import solve_for_method
@@ -29,4 +32,16 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
     if out.exists() and not force:  # before the slow model load
         raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
     vlm = load(model)
+    if announce:
+        print(announce, file=sys.stderr)
     return export(vlm, method, schedule, out, budget, force, quant, target, progress=True), out
+
+
+def cached_export(model: str, method: str, budget: float | None, keep: int | None, quant: str,
+                  refresh: bool = False) -> Path:
+    """The export for these settings in cache_root()/exports, created on first use (or `refresh`)."""
+    out = cache_root() / "exports" / default_out(model, method, budget, keep, quant, "ort").name
+    if refresh or not (out / "manifest.json").is_file():
+        run_export(model, method, budget, keep, quant, "ort", out, force=True,
+                   announce=f"creating {out} (first use of these settings; reused afterwards)")
+    return out

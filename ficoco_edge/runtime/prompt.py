@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ficoco_edge.errors import UsageError
+
 IMAGE_MARKER = "<image>"
 MAX_QUESTION_CHARS = 2000
 
@@ -45,3 +47,11 @@ class PromptFormat:
         """(start, end) of the image span in `ids`."""
         at = [i for i, t in enumerate(ids) if t == self.image_token_id]
         return at[0], at[-1] + 1
+
+
+def check_question(question: str) -> None:
+    """Refuse an empty or over-long question with a one-line error."""
+    if not question.strip():
+        raise UsageError("the question is empty; ask something about the image")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise UsageError(f"the question has {len(question)} characters; at most {MAX_QUESTION_CHARS}")

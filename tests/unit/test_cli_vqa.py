@@ -1,4 +1,4 @@
-"""`run` and `eval` reject bad input with one line and exit code 2, before any model loads."""
+"""`eval` (and `run`'s checks before any export loads) reject bad input with one line and exit code 2, before any model loads."""
 
 import pytest
 
@@ -11,7 +11,15 @@ from tests.helpers import run_cli
     (["run", "examples/red-triangle.png", "   "], "question is empty"),
     (["run", "examples/red-triangle.png", "what?", "--max-new-tokens", "0"], "--max-new-tokens"),
     (["run", "examples/red-triangle.png", "what?", "--method", "magic"], "unknown method"),
-    (["run", "examples/red-triangle.png", "what?", "--dtype", "int3"], "unknown dtype"),
+    (["run", "examples/red-triangle.png", "what?", "--dtype", "int3"], "--dtype from"),
+    (["run", "examples/red-triangle.png", "what?", "--backend", "tpu"], "--backend from"),
+    (["run", "examples/red-triangle.png", "what?", "--temperature", "-1"], "--temperature"),
+    (["run", "examples/red-triangle.png", "what?", "--top-p", "2"], "--top-p"),
+    (["run", "examples/red-triangle.png", "what?", "--quant", "int2"], "unknown quant"),
+    (["run", "examples/red-triangle.png", "x" * 2001], "at most 2000"),
+    (["run", "examples/red-triangle.png"], "give an IMAGE and a QUESTION"),
+    (["run", "--batch", "q.jsonl"], "needs --out"),
+    (["run", "examples/red-triangle.png", "what?", "--export", "no/such/export"], "not found"),
     (["run", "examples/red-triangle.png", "what?", "--model", "no/such/thing"], "unknown model"),
     (["eval", "--methods", "none,magic"], "unknown method"),
     (["eval", "--budgets", "1.5,lots"], "not a number"),

@@ -1,0 +1,107 @@
+"""`run`: answer questions about images with an export (onnxruntime by default)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ficoco_edge.commands.common import DTYPES, DtypeOpt, KeepOpt, MethodOpt, VLMOpt
+from ficoco_edge.errors import UsageError
+
+DEFAULT_METHOD, DEFAULT_BUDGET, DEFAULT_QUANT = "ficoco-l", 4.2, "fp32"
+
+
+def run(
+    image: Annotated[Optional[str], typer.Argument(help="image file")] = None,
+    question: Annotated[Optional[str], typer.Argument(help="question about the image")] = None,
+    export_dir: Annotated[Optional[Path], typer.Option("--export", help="export directory (default: the cached "
+                                                       "export for --model/--method/--budget/--quant, made on first use)")] = None,
+    model: VLMOpt = "embedded",
+    method: MethodOpt = DEFAULT_METHOD,
+    budget: Annotated[Optional[float], typer.Option("--budget", help="TFLOPs ceiling (default 4.2 for a reducing method)")] = None,
+    keep: KeepOpt = None,
+    quant: Annotated[str, typer.Option("--quant", help="fp32, int8 or int4 for the cached export")] = DEFAULT_QUANT,
+    backend: Annotated[str, typer.Option("--backend", help="ort (onnxruntime), torch (the patched PyTorch model) or trt")] = "ort",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    dtype: DtypeOpt = "fp32",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens")] = 32,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling mass")] = 1.0,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="sampling seed")] = None,
+    memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="refuse requests needing more MB (weights + KV)")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print tokens as they are made")] = True,
+    batch: Annotated[Optional[Path], typer.Option("--batch", help='JSONL file of {"image", "question"} lines')] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="answers JSONL for --batch")] = None,
+) -> None:
+    """Answer a question about an image, or every line of a --batch file."""
+    from ficoco_edge.runtime import Runtime, Sampler
+    from ficoco_edge.runtime.engine import BACKENDS
+    from ficoco_edge.runtime.images import open_image
+    from ficoco_edge.runtime.prompt import check_question
+
+    if batch is None:
+        if image is None or question is None:
+            raise UsageError("give an IMAGE and a QUESTION, or --batch FILE --out FILE")
+        open_image(image)  # bad input fails before anything slow happens
+        check_question(question)
+    elif out is None or image is not None:
+        raise UsageError("--batch FILE needs --out FILE and no IMAGE/QUESTION arguments")
+    if max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    if backend not in BACKENDS or dtype not in DTYPES:
+        raise UsageError(f"choose --backend from {', '.join(BACKENDS)} and --dtype from {', '.join(DTYPES)}")
+    Sampler(temperature, top_p, seed)  # checks the sampling settings
+    if method != "none" and budget is None and keep is None:
+        budget = DEFAULT_BUDGET
+    directory = export_dir or _cached(model, method, budget, keep, quant)
+    runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype)
+    settings = dict(max_new_tokens=max_new_tokens, memory_limit_mb=memory_limit)
+    if batch is not None:
+        _run_batch(runtime, batch, out, lambda: Sampler(temperature, top_p, seed), settings)
+        return
+    printer = (lambda text: typer.echo(text, nl=False)) if stream else None
+    result = runtime.answer(image, question, sampler=Sampler(temperature, top_p, seed), on_text=printer, **settings)
+    typer.echo("" if stream else result.text)
+    typer.echo(_summary(runtime, result), err=True)
+
+
+def _cached(model: str, method: str, budget: float | None, keep: int | None, quant: str) -> Path:
+    from ficoco_edge.export.cli import cached_export
+    from ficoco_edge.manifest import ManifestError, read_manifest
+
+    directory = cached_export(model, method, budget, keep, quant)
+    try:
+        read_manifest(directory, verify=False)
+    except ManifestError:  # made by another version: the cache is ours to replace
+        directory = cached_export(model, method, budget, keep, quant, refresh=True)
+    return directory
+
+
+def _run_batch(runtime, requests: Path, out: Path, sampler, settings: dict) -> None:
+    from ficoco_edge.runtime.batch import answer_file
+
+    def answer(image: Path, question: str) -> dict:
+        result = runtime.answer(image, question, sampler=sampler(), **settings)
+        return {"answer": result.text, "ttft_ms": round(result.timings.ttft_ms, 1), "kv_bytes": result.kv_bytes}
+
+    def report(line: int, error: str) -> None:
+        typer.echo(f"{requests}:{line}: {error}", err=True)
+
+    result = answer_file(requests, out, answer, report)
+    typer.echo(json.dumps({"answered": result.answered, "failed": len(result.failed), "out": str(out)}))
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _summary(runtime, result) -> str:
+    m, t = runtime.manifest, result.timings
+    budget = f" @ {m['budget_tflops']:g}" if m.get("budget_tflops") is not None else ""
+    return (f"[{m['model']} | {m['method']}{budget} | {m['quant']} | {m['visual_tokens']} visual tokens | "
+            f"TTFT {t.ttft_ms:.0f} ms | {t.decode_tok_s:.1f} tok/s | KV {result.kv_bytes / 1e6:.2f} MB | {runtime.backend.name}]")
+
+
+COMMANDS = (("run", run),)

@@ -1,0 +1,143 @@
+"""Backends that run an export's three graphs: onnxruntime (default) and PyTorch (reference, GPU).
+
+Every backend offers the same calls, numpy in and numpy logits out; KV caches stay in the
+backend's own memory (numpy arrays for onnxruntime on the CPU, torch tensors on the torch device):
+
+    vision(pixel_values (1, 3, H, W))                  -> image_embeds (1, n_v, hidden)
+    prefill(inputs_embeds (1, S, hidden), image_start) -> logits (V,), [key_0, value_0, ...] (1, kvh, S_l, d)
+    decode(inputs_embeds (1, 1, hidden), position, KVCache) -> logits (V,), [new key_0, ...] (1, kvh, 1, d)
+    zeros(shape)                                       -> a KV buffer in the cache dtype
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ficoco_edge.errors import UsageError
+from ficoco_edge.runtime.kv import KVCache
+
+ORT_DTYPES = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64, "int32": np.int32}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def ort_providers(device: str, available: list[str]) -> list[str]:
+    """Execution providers for `device`: auto prefers TensorRT, then CUDA, then the CPU."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r} for onnxruntime; choose one of: {', '.join(DEVICES)}")
+    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    if device == "cuda" and not gpu:
+        raise UsageError("this onnxruntime has no CUDA or TensorRT provider; install onnxruntime-gpu or use --device cpu")
+    return ([] if device == "cpu" else gpu) + ["CPUExecutionProvider"]
+
+
+class OrtBackend:
+    """onnxruntime sessions over the export's vision / prefill / decode graphs."""
+
+    name = "onnxruntime"
+
+    def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initializers are noise to a user
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads must be >= 1, got {threads}")
+            options.intra_op_num_threads = threads
+        self.providers = ort_providers(device, ort.get_available_providers())
+        self.sessions = {name: ort.InferenceSession(str(Path(directory) / spec["file"]), options,
+                                                    providers=self.providers)
+                         for name, spec in manifest["graphs"].items()}
+        self.input_dtypes = {name: {i["name"]: ORT_DTYPES[i["dtype"]] for i in spec["inputs"]}
+                             for name, spec in manifest["graphs"].items()}
+        self.kv_dtype = self.input_dtypes["decode"]["past_key_0"]
+        self.kv_itemsize = np.dtype(self.kv_dtype).itemsize
+
+    def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        dtypes = self.input_dtypes[graph]  # inputs a graph does not use were dropped at export
+        return self.sessions[graph].run(None, {k: np.asarray(v, dtypes[k]) for k, v in feeds.items() if k in dtypes})
+
+    def vision(self, pixel_values: np.ndarray) -> np.ndarray:
+        return self._run("vision", {"pixel_values": pixel_values})[0].astype(np.float32, copy=False)
+
+    def prefill(self, inputs_embeds: np.ndarray, image_start: int) -> tuple[np.ndarray, list]:
+        logits, *caches = self._run("prefill", {"inputs_embeds": inputs_embeds, "image_start": np.array(image_start)})
+        return logits.reshape(-1), caches
+
+    def decode(self, inputs_embeds: np.ndarray, position: int, cache: KVCache) -> tuple[np.ndarray, list]:
+        feeds = {"inputs_embeds": inputs_embeds, "position": np.array([[position]]), "past_lengths": cache.lengths,
+                 **cache.feeds()}
+        logits, *new = self._run("decode", feeds)
+        return logits.reshape(-1), new
+
+    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros(shape, self.kv_dtype)
+
+
+class TorchBackend:
+    """The patched PyTorch model run as the same three graphs: the reference, and the GPU path.
+
+    Loads the export's model by name (or `model`) and applies the manifest's method and schedule.
+    Imports torch and transformers, which the onnxruntime path never does.
+    """
+
+    name = "torch"
+
+    def __init__(self, manifest: dict, device: str = "cpu", dtype: str = "fp32", model: str | None = None):
+        import torch
+
+        from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph
+        from ficoco_edge.models.llava import apply, image_tokens_for
+        from ficoco_edge.models.loading import load
+        from ficoco_edge.reduction.schedule import Schedule
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA GPU is visible; use --device cpu")
+        self.torch, self.device = torch, "cpu" if device == "auto" else device
+        self.kv_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        self.kv_itemsize = self.kv_dtype.itemsize
+        vlm = load(model or manifest["model"], self.device, self.kv_dtype)
+        apply(vlm.model, manifest["method"], Schedule(**manifest["schedule"]))
+        if image_tokens_for(vlm.model) != manifest["visual_tokens"]:
+            raise UsageError(f"model {vlm.name} gives {image_tokens_for(vlm.model)} visual tokens, the export "
+                             f"{manifest['visual_tokens']}: pass the model the export was made from")
+        self.graphs = (VisionGraph(vlm.model), PrefillGraph(vlm.model, manifest["visual_tokens"]), DecodeGraph(vlm.model))
+
+    def _tensor(self, array: np.ndarray):
+        tensor = self.torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return tensor.to(self.kv_dtype) if tensor.is_floating_point() else tensor
+
+    def _logits(self, logits) -> np.ndarray:
+        return logits.float().cpu().numpy().reshape(-1)
+
+    def vision(self, pixel_values: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.graphs[0](self._tensor(pixel_values)).float().cpu().numpy()
+
+    def prefill(self, inputs_embeds: np.ndarray, image_start: int) -> tuple[np.ndarray, list]:
+        with self.torch.inference_mode():
+            logits, *caches = self.graphs[1](self._tensor(inputs_embeds), self.torch.tensor(image_start))
+        return self._logits(logits), caches
+
+    def decode(self, inputs_embeds: np.ndarray, position: int, cache: KVCache) -> tuple[np.ndarray, list]:
+        past = [b for pair in zip(cache.keys, cache.values) for b in pair]
+        with self.torch.inference_mode():
+            logits, *new = self.graphs[2](self._tensor(inputs_embeds), self._tensor(np.array([[position]])),
+                                          self._tensor(cache.lengths), *past)
+        return self._logits(logits), new
+
+    def zeros(self, shape: tuple[int, ...]):
+        return self.torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
+
+
+def trt_unavailable() -> str:
+    """Why the TensorRT backend cannot run here, and what to do instead."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return ("the TensorRT backend needs the `tensorrt` Python package: JetPack provides it on Jetson; on an x86 "
+                "machine with an NVIDIA GPU `pip install tensorrt`; or use --backend ort")
+    return ("running build-engine's TensorRT engines is not implemented in this version; use --backend ort with "
+            "onnxruntime-gpu (its TensorRT execution provider) or --backend torch --device cuda")

@@ -1,0 +1,50 @@
+"""`ficoco-edge run` on an export: one answer, batch mode past bad lines, refused bad exports."""
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.helpers import run_cli
+from tests.runtime.conftest import needs_embedded
+
+pytestmark = needs_embedded
+
+
+def test_run_with_an_export(monkeypatch, capsys, embedded_exports):
+    code, out, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What color is the shape?",
+                             "--export", str(embedded_exports["none"]), "--max-new-tokens", "8")
+    assert code == 0, err
+    assert out.strip() == "red" and "TTFT" in err and "KV" in err
+
+
+def test_batch_answers_the_good_lines_and_reports_the_bad(monkeypatch, capsys, embedded_exports, tmp_path):
+    (tmp_path / "not-an-image.png").write_text("hello")
+    lines = [json.dumps({"image": "/work/nowhere.png", "question": "x"}),
+             json.dumps({"image": str(Path("examples/red-triangle.png").resolve()),
+                         "question": "What color is the shape?"}),
+             "{not json",
+             json.dumps({"image": "not-an-image.png", "question": "What color?"}),
+             json.dumps({"image": "not-an-image.png"}),
+             json.dumps({"image": str(Path("examples/blue-circle.png").resolve()),
+                         "question": "  "})]
+    (tmp_path / "q.jsonl").write_text("\n".join(lines) + "\n")
+    out_file = tmp_path / "answers.jsonl"
+    out_file.write_text("previous answers\n")
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--batch", str(tmp_path / "q.jsonl"), "--out", str(out_file),
+                             "--export", str(embedded_exports["none"]), "--max-new-tokens", "8")
+    assert code == 1 and json.loads(out) == {"answered": 1, "failed": 5, "out": str(out_file)}
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[1]["answer"] == "red" and rows[1]["kv_bytes"] > 0
+    assert [("error" in r) for r in rows] == [True, False, True, True, True, True]
+    assert "not found" in rows[0]["error"] and "not JSON" in rows[2]["error"]
+    assert "not an image" in rows[3]["error"] and '"question"' in rows[4]["error"] and "empty" in rows[5]["error"]
+    assert len([line for line in err.splitlines() if "q.jsonl:" in line]) == 5 and "Traceback" not in err
+
+
+def test_corrupted_export_is_one_line(monkeypatch, capsys, embedded_exports, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(embedded_exports["none"], copy)
+    (copy / "vision.onnx").write_bytes(b"garbage")
+    code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What?", "--export", str(copy))
+    assert code == 2 and "sha256" in err and len(err.strip().splitlines()) == 1
