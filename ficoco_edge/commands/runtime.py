@@ -1,4 +1,4 @@
-"""`run`: answer questions about images with an export (onnxruntime by default)."""
+"""`run` and `bench`: answer questions with an export (onnxruntime by default) and time it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ficoco_edge.commands.common import DTYPES, DtypeOpt, KeepOpt, MethodOpt, VLMOpt
+from ficoco_edge.commands.common import (DTYPES, DtypeOpt, FormatOpt, KeepOpt, MethodOpt, VLMOpt, check_format,
+                                         split_list)
 from ficoco_edge.errors import UsageError
 
 DEFAULT_METHOD, DEFAULT_BUDGET, DEFAULT_QUANT = "ficoco-l", 4.2, "fp32"
@@ -104,4 +105,35 @@ def _summary(runtime, result) -> str:
             f"TTFT {t.ttft_ms:.0f} ms | {t.decode_tok_s:.1f} tok/s | KV {result.kv_bytes / 1e6:.2f} MB | {runtime.backend.name}]")
 
 
-COMMANDS = (("run", run),)
+def bench(
+    model: Annotated[str, typer.Option("--model", help="embedded (an architecture profile with an exportable model)")] = "embedded",
+    method: MethodOpt = "ficoco-v",
+    budgets: Annotated[str, typer.Option("--budgets", help="comma-separated TFLOPs budgets; 'none' is unreduced")] = "none,4.2,3.3,2.4,1.5",
+    quants: Annotated[str, typer.Option("--quant", help="comma-separated: fp32, int8, int4")] = "fp32,int8,int4",
+    hf: Annotated[bool, typer.Option("--hf/--no-hf", help="add transformers' generate on the unreduced model")] = True,
+    image: Annotated[str, typer.Option("--image", help="image file")] = "examples/red-triangle.png",
+    question: Annotated[str, typer.Option("--question", help="prompt question")] = "What color is the shape?",
+    decode_tokens: Annotated[int, typer.Option("--decode-tokens", help="tokens decoded after the first")] = 16,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed runs per row (median)")] = 3,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads")] = None,
+    fmt: FormatOpt = "table",
+    out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here")] = None,
+) -> None:
+    """Time to first token, stage times, decode speed, peak RSS and KV bytes per budget x quant."""
+    from ficoco_edge.benchmark import BenchJob, BenchSettings, parse_budgets, run_bench, table
+    from ficoco_edge.eval.report import write_json
+
+    check_format(fmt)
+    if decode_tokens < 1 or repeats < 1:
+        raise UsageError("--decode-tokens and --repeats must be >= 1")
+    jobs = [BenchJob(b, q) for q in split_list(quants) for b in parse_budgets(budgets)]
+    jobs += [BenchJob(None, "fp32", "hf")] if hf else []
+    settings = BenchSettings(model, method, image, question, decode_tokens, repeats, threads)
+    progress = (lambda row: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}", err=True))
+    rows = run_bench(jobs, settings, progress)
+    if out is not None:
+        write_json(rows, out)
+    typer.echo(json.dumps(rows, indent=2) if fmt == "json" else table(rows))
+
+
+COMMANDS = (("run", run), ("bench", bench))

@@ -121,8 +121,9 @@ class Runtime:
 
     def answer(self, image: str | Path | Image.Image, question: str, max_new_tokens: int = 32,
                sampler: Sampler | None = None, on_text: Callable[[str], None] | None = None,
-               memory_limit_mb: float | None = None) -> Answer:
-        """Answer `question` about `image` (a path or a PIL image); on_text receives text as it is made."""
+               memory_limit_mb: float | None = None, ignore_stop: bool = False) -> Answer:
+        """Answer `question` about `image` (a path or a PIL image); on_text receives text as it is made.
+        ignore_stop: generate exactly max_new_tokens (benchmarks of decode speed)."""
         if max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         start = time.perf_counter()
@@ -141,9 +142,10 @@ class Runtime:
         tokens = [sampler(logits)]
         timings.prefill_ms = (time.perf_counter() - tick) * 1e3
         timings.ttft_ms = (time.perf_counter() - start) * 1e3
-        self._decode(tokens, cache, len(ids), max_new_tokens, sampler, timings, _Streamer(self, on_text))
-        answer_ids = [t for t in tokens if t not in self.prompt.stop_ids]
-        text = self.tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
+        stops = () if ignore_stop else self.prompt.stop_ids
+        self._decode(tokens, cache, len(ids), max_new_tokens, sampler, timings, _Streamer(self, on_text), stops)
+        end = next((i for i, t in enumerate(tokens) if t in self.prompt.stop_ids), len(tokens))
+        text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True).strip()
         return Answer(text, tokens, cache.nbytes, self.prefill_lengths(n_text), timings)
 
     def _prompt_embeds(self, ids: np.ndarray, pixels: np.ndarray, timings: Timings) -> tuple[np.ndarray, int]:
@@ -156,11 +158,11 @@ class Runtime:
         return np.concatenate(parts, 1).astype(np.float32, copy=False), start
 
     def _decode(self, tokens: list[int], cache: KVCache, position: int, max_new_tokens: int, sampler: Sampler,
-                timings: Timings, stream: "_Streamer") -> None:
+                timings: Timings, stream: "_Streamer", stops: tuple[int, ...]) -> None:
         """Append tokens until a stop token or max_new_tokens; streams each through `stream`."""
         tick = time.perf_counter()
         stream(tokens)
-        while tokens[-1] not in self.prompt.stop_ids and len(tokens) < max_new_tokens:
+        while tokens[-1] not in stops and len(tokens) < max_new_tokens:
             logits, new = self.backend.decode(self.table[[tokens[-1]]][None], position, cache)
             cache.append(new)
             position += 1

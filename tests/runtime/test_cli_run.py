@@ -48,3 +48,22 @@ def test_corrupted_export_is_one_line(monkeypatch, capsys, embedded_exports, tmp
     (copy / "vision.onnx").write_bytes(b"garbage")
     code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What?", "--export", str(copy))
     assert code == 2 and "sha256" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_worker_row(embedded_exports):
+    """One benchmark row measured in a fresh process: fields present, KV bytes as the runtime allocates."""
+    import subprocess
+    import sys
+
+    from ficoco_edge.runtime import Runtime
+
+    job = {"backend": "ort", "export": str(embedded_exports["ficoco-v"]), "image": "examples/red-triangle.png",
+           "question": "What color is the shape?", "decode_tokens": 3, "repeats": 1}
+    done = subprocess.run([sys.executable, "-m", "ficoco_edge.bench_worker", json.dumps(job)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    runtime = Runtime.load(embedded_exports["ficoco-v"], device="cpu")
+    assert row["kv_bytes"] == runtime.kv_bytes(row["text_tokens"], 4)
+    assert row["ttft_ms"] > row["prefill_ms"] > 0 and row["vision_ms"] > 0 and row["decode_tok_s"] > 0
+    assert 100 < row["peak_rss_mb"] < 4000

@@ -1,0 +1,89 @@
+"""One benchmark measurement in its own process, so peak RSS belongs to that configuration alone.
+
+    python -m ficoco_edge.bench_worker '{"backend": "ort", "export": DIR, "image": ..., ...}'
+
+prints one JSON object: ttft_ms, vision_ms, prefill_ms (medians over `repeats`), decode_tok_s
+(exactly `decode_tokens` tokens after the first, stop tokens ignored), peak_rss_mb, kv_bytes.
+The onnxruntime worker imports no torch; the "hf" worker runs transformers' generate on the
+unreduced PyTorch model, which is what users run without this toolkit.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (MiB). VmHWM starts afresh at exec; ru_maxrss would carry
+    over the parent's peak from before the fork."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; bytes on macOS
+
+
+def measure_ort(job: dict) -> dict:
+    from ficoco_edge.runtime import Runtime
+
+    runtime = Runtime.load(job["export"], device="cpu", threads=job.get("threads"), verify=False)
+    run = lambda: runtime.answer(job["image"], job["question"], job["decode_tokens"] + 1, ignore_stop=True)  # noqa: E731
+    run()  # warm-up: first calls allocate arenas
+    results = [run() for _ in range(job["repeats"])]
+    median = lambda key: statistics.median(getattr(r.timings, key) for r in results)  # noqa: E731
+    return {"ttft_ms": median("ttft_ms"), "vision_ms": median("vision_ms"), "prefill_ms": median("prefill_ms"),
+            "decode_tok_s": statistics.median(r.timings.decode_tok_s for r in results),
+            "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"]}
+
+
+def measure_hf(job: dict) -> dict:
+    """transformers' generate, eager PyTorch (no compile), fp32, default attention, unreduced."""
+    import torch
+
+    from ficoco_edge.models.loading import load
+    from ficoco_edge.runtime.images import open_image
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    vlm = load(job["model"])
+    ids, mask = vlm.prompt_batch([job["question"]])
+
+    def generate(new_tokens: int) -> tuple[float, float, object]:
+        start = time.perf_counter()
+        pixels = vlm.pixels([open_image(job["image"])])
+        with torch.inference_mode():
+            tick = time.perf_counter()
+            vlm.model.get_image_features(pixel_values=pixels)
+            vision = time.perf_counter() - tick
+            out = vlm.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, do_sample=False,
+                                     max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=vlm.prompt.pad_id,
+                                     return_dict_in_generate=True)
+        return time.perf_counter() - start - vision, vision, out
+
+    generate(1)
+    firsts = [generate(1) for _ in range(job["repeats"])]
+    total, _, out = generate(job["decode_tokens"] + 1)
+    ttft = statistics.median(f[0] for f in firsts)
+    vision = statistics.median(f[1] for f in firsts)
+    cache = out.past_key_values
+    kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    return {"ttft_ms": ttft * 1e3, "vision_ms": vision * 1e3, "prefill_ms": (ttft - vision) * 1e3,
+            "decode_tok_s": job["decode_tokens"] / (total - ttft), "kv_bytes": kv,
+            "text_tokens": int(mask.sum() - (ids == vlm.prompt.image_token_id).sum())}
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    row = measure_hf(job) if job["backend"] == "hf" else measure_ort(job)
+    row["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

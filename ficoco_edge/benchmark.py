@@ -1,0 +1,100 @@
+"""`ficoco-edge bench`: time to first token, stage times, decode speed, peak RSS and KV bytes of the
+runtime at several budgets and quantizations, plus transformers' own generate as the baseline.
+
+Each configuration runs in a fresh process (`ficoco_edge.bench_worker`) so its peak RSS is its own.
+Exports come from the cache (`ficoco-edge run`'s), made on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ficoco_edge.errors import UsageError
+
+FIELDS = ("method", "budget_tflops", "quant", "backend", "visual_tokens", "ttft_ms", "vision_ms", "prefill_ms",
+          "decode_tok_s", "peak_rss_mb", "kv_bytes", "plan_tflops", "plan_llm_tflops")
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One row: budget None is the unreduced model; backend "hf" is transformers' generate."""
+
+    budget: float | None
+    quant: str
+    backend: str = "ort"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    model: str = "embedded"
+    method: str = "ficoco-v"
+    image: str = "examples/red-triangle.png"
+    question: str = "What color is the shape?"
+    decode_tokens: int = 16
+    repeats: int = 3
+    threads: int | None = None
+
+
+def parse_budgets(text: str) -> list[float | None]:
+    """'none,4.2,1.5' -> [None, 4.2, 1.5]."""
+    budgets = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        try:
+            budgets.append(None if item == "none" else float(item))
+        except ValueError:
+            raise UsageError(f"budget {item!r} is not a number or 'none'") from None
+    if not budgets:
+        raise UsageError("--budgets needs at least one of: none, or a TFLOPs number")
+    return budgets
+
+
+def run_bench(jobs: list[BenchJob], settings: BenchSettings, on_row=None) -> list[dict]:
+    """Measure every job in its own process; on_row(row) is called as each finishes."""
+    if not Path(settings.image).is_file():
+        raise UsageError(f"image {settings.image} not found")
+    rows = []
+    for job in jobs:
+        row = measure(job, settings)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows
+
+
+def measure(job: BenchJob, settings: BenchSettings) -> dict:
+    from ficoco_edge.export.cli import cached_export
+    from ficoco_edge.plan import make_plan
+
+    method = settings.method if job.budget is not None else "none"
+    spec = {"backend": job.backend, "image": settings.image, "question": settings.question, "model": settings.model,
+            "decode_tokens": settings.decode_tokens, "repeats": settings.repeats, "threads": settings.threads}
+    if job.backend == "ort":
+        spec["export"] = str(cached_export(settings.model, method, job.budget, None, job.quant))
+    done = subprocess.run([sys.executable, "-m", "ficoco_edge.bench_worker", json.dumps(spec)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed for {job}: {done.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    plan = make_plan(settings.model, method, job.budget, text_tokens=result["text_tokens"])
+    return {"method": method, "budget_tflops": job.budget, "quant": job.quant, "backend": job.backend,
+            "visual_tokens": plan["visual_tokens_out"], **{k: result[k] for k in FIELDS if k in result},
+            "plan_tflops": plan["tflops"], "plan_llm_tflops": plan["physical"]["llm_tflops"],
+            "text_tokens": result["text_tokens"]}
+
+
+def table(rows: list[dict]) -> str:
+    """A fixed-width table of the rows."""
+    head = ("method", "budget", "quant", "backend", "vis.tok", "TTFT ms", "vision ms", "prefill ms", "decode tok/s",
+            "peak RSS MB", "KV MB")
+    lines = ["  ".join(f"{h:>12}" for h in head)]
+    for r in rows:
+        cells = (r["method"], "none" if r["budget_tflops"] is None else f"{r['budget_tflops']:g}", r["quant"],
+                 r["backend"], r["visual_tokens"], f"{r['ttft_ms']:.1f}", f"{r['vision_ms']:.1f}",
+                 f"{r['prefill_ms']:.1f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                 f"{r['kv_bytes'] / 1e6:.2f}")
+        lines.append("  ".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)
