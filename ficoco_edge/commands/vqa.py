@@ -27,14 +27,25 @@ def eval_(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "fp32",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+    exports: Annotated[Optional[str], typer.Option("--exports", help="comma-separated export directories: "
+                                                   "evaluate them through the runtime instead of --methods/--budgets")] = None,
 ) -> None:
-    """Exact-match accuracy of methods x budgets on a VQA dataset."""
+    """Exact-match accuracy of methods x budgets on a VQA dataset (or of exports, through the runtime)."""
     from ficoco_edge.eval import report
     from ficoco_edge.vqa_cli import run_eval
 
     check_format(fmt)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if exports is not None:
+        from ficoco_edge.eval.datasets import load_samples
+        from ficoco_edge.eval.exports import evaluate_exports
+
+        rows = evaluate_exports([Path(d) for d in split_list(exports)], load_samples(dataset, split, limit), progress=progress)
+        if out is not None:
+            report.write_json(rows, out)
+        typer.echo(json.dumps(rows, indent=2) if fmt == "json" else report.table(rows))
+        return
     rows = run_eval(model, dataset, split, split_list(methods_), [parse_float(b) for b in split_list(budgets)], limit,
                     batch_size, device, torch_dtype(dtype), progress, out)
     if plot is not None:

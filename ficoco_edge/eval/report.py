@@ -12,11 +12,12 @@ from ficoco_edge.errors import UsageError
 def table(rows: list[dict]) -> str:
     """Aligned text table; `retained` is accuracy relative to the unreduced row when there is one."""
     base = next((r["accuracy"] for r in rows if r["method"] == "none"), None)
-    lines = [f"{'method':<10} {'budget':>7} {'visual tokens':>13} {'accuracy':>9} {'retained':>9} {'n':>6}"]
+    lines = [f"{'method':<10} {'budget':>7} {'quant':>6} {'visual tokens':>13} {'accuracy':>9} {'retained':>9} {'n':>6}"]
     for r in rows:
         budget = "-" if r["budget_tflops"] is None else f"{r['budget_tflops']:g}"
         kept = f"{r['accuracy'] / base:.1%}" if base else "-"
-        lines.append(f"{r['method']:<10} {budget:>7} {r['visual_tokens']:>13} {r['accuracy']:>9.2%} {kept:>9} {r['n']:>6}")
+        lines.append(f"{r['method']:<10} {budget:>7} {r.get('quant', '-'):>6} {r['visual_tokens']:>13} "
+                     f"{r['accuracy']:>9.2%} {kept:>9} {r['n']:>6}")
     return "\n".join(lines)
 
 

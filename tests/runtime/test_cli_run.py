@@ -67,3 +67,12 @@ def test_bench_worker_row(embedded_exports):
     assert row["kv_bytes"] == runtime.kv_bytes(row["text_tokens"], 4)
     assert row["ttft_ms"] > row["prefill_ms"] > 0 and row["vision_ms"] > 0 and row["decode_tok_s"] > 0
     assert 100 < row["peak_rss_mb"] < 4000
+
+
+def test_eval_of_an_export_through_the_runtime(monkeypatch, capsys, embedded_exports):
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "--exports", str(embedded_exports["none"]), "--limit", "8",
+                             "--no-progress", "--format", "json")
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert (row["method"], row["quant"], row["visual_tokens"], row["n"]) == ("none", "fp32", 576, 8)
+    assert row["accuracy"] >= 0.75  # the unreduced embedded model answers ~99% of easy-VQA
