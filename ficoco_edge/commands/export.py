@@ -1,4 +1,4 @@
-"""`export`: ONNX graphs at a fixed token budget."""
+"""`export`: ONNX graphs at a fixed token budget; `build-engine`: TensorRT engines from a trt export."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def export(
     method: MethodOpt = "ficoco-v",
     budget: BudgetOpt = None,
     keep: KeepOpt = None,
-    quant: Annotated[str, typer.Option("--quant", help="fp32, int8 or int4 (LLM weights)")] = "fp32",
+    quant: Annotated[str, typer.Option("--quant", help="fp32, fp16 (GPU), int8 or int4: precision of the LLM graphs")] = "fp32",
     target: Annotated[str, typer.Option("--target", help="ort (onnxruntime) or trt (TensorRT-ready ops)")] = "ort",
     out: Annotated[Optional[Path], typer.Option("--out", help="export directory")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing export")] = False,
@@ -29,4 +29,23 @@ def export(
     agreement = manifest["validation"]["next_token_agreement"]
     if agreement is not None:
         typer.echo(f"next-token agreement with fp32: {agreement:.1%}")
-COMMANDS = (("export", export),)
+
+
+def build_engine(
+    directory: Annotated[Path, typer.Argument(help="an export made with --target trt")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="let TensorRT use fp16 kernels (fp32 exports)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 weights (exports made with --quant int8 --target trt)")] = False,
+    min_text: Annotated[int, typer.Option("--min-text", help="fewest text tokens besides the image")] = 1,
+    opt_text: Annotated[int, typer.Option("--opt-text", help="text tokens TensorRT tunes for")] = 64,
+    max_text: Annotated[int, typer.Option("--max-text", help="most text tokens besides the image")] = 512,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="decode steps per prompt (cache capacity)")] = 64,
+) -> None:
+    """Build TensorRT engines (needs the `tensorrt` package and an NVIDIA GPU) beside an export's graphs."""
+    from ficoco_edge.export.engine import TextRange, build_engines
+
+    manifest = build_engines(directory, fp16, int8, TextRange(min_text, opt_text, max_text, max_new_tokens))
+    for engine in manifest["engines"].values():
+        typer.echo(f"{directory / engine['file']}: {engine['precision']}")
+
+
+COMMANDS = (("export", export), ("build-engine", build_engine))

@@ -114,8 +114,23 @@ def quantize_llm(vlm: VisionLanguageModel, directory: Path, graphs: dict, quant:
     return sum(m for m, _ in counts) / sum(n for _, n in counts)
 
 
+def embedding_format(quant: str) -> str:
+    """fp32 exports keep the exact table; quantized and fp16 ones halve it (np.load still gives a
+    float array; the runtime casts rows to the prefill/decode input dtype)."""
+    return "fp32" if quant == "fp32" else "fp16"
+
+
+def write_embedding(directory: Path, model, quant: str) -> dict:
+    """embed_tokens.npy (vocab, hidden) in embedding_format(quant); returns manifest["embedding"]."""
+    table = model.get_input_embeddings().weight.detach().float().numpy()
+    fmt = embedding_format(quant)
+    np.save(directory / "embed_tokens.npy", table.astype(np.float16 if fmt == "fp16" else np.float32))
+    return {"file": "embed_tokens.npy", "format": fmt, "dtype": "float16" if fmt == "fp16" else "float32",
+            "shape": list(table.shape)}
+
+
 def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs: dict, checked: dict,
-              text_tokens: int, files: dict) -> dict:
+              text_tokens: int, files: dict, embedding: dict) -> dict:
     arch = llm_arch(vlm.model.config)
     per_layer = [n - text_tokens for n in checked["prefill_cache_lengths"]]
     return {
@@ -130,7 +145,7 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
                    "bos_token_id": vlm.prompt.bos_token_id},
         "preprocess": asdict(vlm.preprocess),
         "graphs": {name: {"file": spec["file"], **checked["io"][name]} for name, spec in graphs.items()},
-        "embed_tokens": "embed_tokens.npy", "tokenizer": "tokenizer/tokenizer.json",
+        "embed_tokens": "embed_tokens.npy", "embedding": embedding, "tokenizer": "tokenizer/tokenizer.json",
         "validation": {"fp32_max_abs_diff": checked["max_abs_diff"],
                        "tolerance": asdict(og.FP32_TOLERANCE)},
         "files": files,
@@ -152,10 +167,11 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         bar.set_postfix_str("tracing")
         example = example_inputs(vlm, image_tokens)
         opset = og.TRT_OPSET if target == "trt" else og.OPSET
-        graphs = og.export_all(model, image_tokens, layers, staging, example, opset)
-        if target == "trt":  # the vision graph has static shapes: fold shape arithmetic into constants
+        graphs = og.export_all(model, image_tokens, layers, staging, example, opset, span_only=target == "trt")
+        if target == "trt":  # TensorRT needs constant TopK K / Slice axes: fold what static shapes allow
             og.fold_constants(staging / graphs["vision"]["file"])
-        np.save(staging / "embed_tokens.npy", model.get_input_embeddings().weight.detach().float().numpy())
+            og.fold_static_shapes(staging / graphs["prefill"]["file"])
+        embedding = write_embedding(staging, model, quant)
         vlm.tokenizer.save_pretrained(staging / "tokenizer")
         step("validating fp32")
         checked = validate(model, staging, graphs, example, image_tokens)
@@ -165,7 +181,7 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
         files = file_hashes(staging, names)
         step("done")
-    manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"], files)
+    manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"], files, embedding)
     manifest.update(quant=quant, target=target)
     manifest["validation"]["next_token_agreement"] = agreement
     if target == "trt":  # what TensorRT's parser would refuse, per graph (empty lists: none found)

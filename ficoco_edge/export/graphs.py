@@ -10,6 +10,10 @@ cache holds exactly S_l tokens; kept tokens keep their original RoPE positions a
 sits at the next original position in every layer. Decode reads the first past_lengths[l] slots of
 layer l's buffer (capacity C_l, any size) and returns only the new token's key/value: the runtime
 writes them in place at index past_lengths[l].
+
+For TensorRT (`span_only=True`) prefill selects the tokens a reducing layer keeps by index
+arithmetic around the contiguous image span instead of the TopK over the whole sequence that
+TokenTrack uses, so no TopK's K depends on the dynamic text length; the result is the same.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from torch.nn import functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 from ficoco_edge.models.llava import find_parts
-from ficoco_edge.models.patch_llm import ReducingLlamaDecoderLayer, TokenTrack, _gather_rotary
+from ficoco_edge.models.patch_llm import LLMStep, ReducingLlamaDecoderLayer, TokenTrack, _gather_rotary
+from ficoco_edge.reduction.compress import apply_plan, gather_tokens
+from ficoco_edge.reduction.methods import plan_llm_step
 
 
 def attend(attn, normed: torch.Tensor, rotary, past=None, mask=None, causal=False):
@@ -38,6 +44,31 @@ def attend(attn, normed: torch.Tensor, rotary, past=None, mask=None, causal=Fals
     return attn.o_proj(out.transpose(1, 2).reshape(b, s, -1)), k, v
 
 
+class SpanTokenTrack(TokenTrack):
+    """TokenTrack whose reduce keeps, in order: the tokens before the span, the span's kept image
+    tokens (merged), the tokens after it. Every TopK runs over the span (static size)."""
+
+    def reduce(self, hidden: torch.Tensor, scores, step: LLMStep) -> torch.Tensor:
+        """hidden: (b, S, c) -> (b, S - remove, c), as TokenTrack.reduce."""
+        plan = plan_llm_step(step.stages, scores, step.remove, step.params)
+        if plan.fuse_weight is not None:
+            raise NotImplementedError("an LLM-side fuse plan adds a token; no LLM method uses one")
+        span_h, self.size = apply_plan(gather_tokens(hidden, self.span_idx), self.size.to(hidden.dtype), plan)
+        kept_span = self.span_idx.gather(1, plan.keep_idx)  # (b, n_keep) positions, ascending
+        n_keep = plan.keep_idx.shape[1]
+        start = self.span_idx[:, :1]
+        pos = torch.arange(hidden.shape[1] - step.remove, device=hidden.device).unsqueeze(0)
+        inside = kept_span.gather(1, (pos - start).clamp(0, n_keep - 1))
+        keep_full = torch.where(pos < start, pos, torch.where(pos < start + n_keep, inside, pos + step.remove))
+        hidden = gather_tokens(hidden, keep_full)
+        self.span_idx = self.span_idx[:, :n_keep]
+        hidden = hidden.scatter(1, self.span_idx.unsqueeze(-1).expand_as(span_h), span_h)
+        self.kept = self.kept.gather(1, keep_full)
+        self.key_valid = self.key_valid.gather(1, keep_full)
+        self.reduced = True
+        return hidden
+
+
 class VisionGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -51,9 +82,10 @@ class VisionGraph(nn.Module):
 
 
 class PrefillGraph(nn.Module):
-    def __init__(self, model, image_tokens: int):
+    def __init__(self, model, image_tokens: int, span_only: bool = False):
         super().__init__()
         self.model, self.image_tokens = model, image_tokens
+        self.track = SpanTokenTrack if span_only else TokenTrack
 
     def forward(self, inputs_embeds: torch.Tensor, image_start: torch.Tensor):
         llm = find_parts(self.model).llm
@@ -61,7 +93,7 @@ class PrefillGraph(nn.Module):
         positions = torch.arange(s, device=inputs_embeds.device).unsqueeze(0)
         rotary = llm.rotary_emb(inputs_embeds, positions)
         span = (positions >= image_start) & (positions < image_start + self.image_tokens)
-        track = TokenTrack(span, self.image_tokens, None)
+        track = self.track(span, self.image_tokens, None)
         hidden, caches = inputs_embeds, []
         for layer in llm.layers:
             layer_rotary = _gather_rotary(rotary, track.kept) if track.reduced else rotary

@@ -46,13 +46,15 @@ def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
-def export_all(model, image_tokens: int, layers: int, out: Path, example: dict, opset: int = OPSET) -> dict[str, dict]:
-    """Write vision.onnx, prefill.onnx, decode.onnx; returns {graph: {"file", "inputs", "outputs"}}."""
+def export_all(model, image_tokens: int, layers: int, out: Path, example: dict, opset: int = OPSET,
+               span_only: bool = False) -> dict[str, dict]:
+    """Write vision.onnx, prefill.onnx, decode.onnx; returns {graph: {"file", "inputs", "outputs"}}.
+    span_only: prefill reduces with index arithmetic around the image span (TensorRT, graphs.py)."""
     keys = layer_names("", layers)
     past = layer_names("past_", layers)
     specs = {
         "vision": (VisionGraph(model), (example["pixel_values"],), ["pixel_values"], ["image_embeds"], {}),
-        "prefill": (PrefillGraph(model, image_tokens), (example["inputs_embeds"], example["image_start"]),
+        "prefill": (PrefillGraph(model, image_tokens, span_only), (example["inputs_embeds"], example["image_start"]),
                     ["inputs_embeds", "image_start"], ["logits", *keys],
                     {"inputs_embeds": {1: "sequence"}, **{k: {2: f"length_{k.split('_')[1]}"} for k in keys}}),
         "decode": (DecodeGraph(model), (example["token_embeds"], example["position"], example["past_lengths"],
@@ -118,3 +120,29 @@ def fold_constants(path: Path) -> None:
     model.opset_import.extend(kept)
     onnx.save(model, str(tmp))
     tmp.replace(path)
+
+
+def fold_static_shapes(path: Path) -> None:
+    """Replace every Shape node whose input has a fully static inferred shape by a constant, then
+    fold constants (fold_constants). The TorchScript exporter keeps sizes such as the image span's
+    length as Shape arithmetic even where the graph has a dynamic axis elsewhere; symbolic shape
+    inference proves them static, so TopK's K becomes a constant, as TensorRT requires."""
+    from onnx import helper, numpy_helper
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(str(path))
+    inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    shapes = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for node in model.graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "Shape" else None
+        if shape is None or None in shape:
+            continue
+        attrs = {a.name: a.i for a in node.attribute}
+        value = np.array(shape[attrs.get("start", 0):attrs.get("end", len(shape))], np.int64)
+        node.CopyFrom(helper.make_node("Constant", [], list(node.output), node.name,
+                                       value=numpy_helper.from_array(value)))
+    onnx.save(model, str(path))
+    fold_constants(path)

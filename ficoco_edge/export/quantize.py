@@ -1,11 +1,15 @@
-"""Weight quantization of the exported LLM graphs (prefill, decode); the vision graph stays fp32.
+"""Precision of the exported LLM graphs (prefill, decode); the vision graph stays fp32.
 
-    int8: onnxruntime dynamic quantization (int8 per-channel weights, activations quantized per
-          call) of the MatMuls with constant weights: the LLM's linear layers and LM head.
-    int4: blocked 4-bit weights, block 32, symmetric. For onnxruntime (`--target ort`) the
-          MatMulNBits contrib op with accuracy_level=4 (int8 activations on CPU); for TensorRT
-          (`--target trt`) DequantizeLinear with a block size (opset 21) feeding a plain MatMul,
-          since TensorRT does not run onnxruntime's contrib ops.
+    quant  target  graph
+    fp16   both    fp16 tensors and I/O, the model's fp32 islands kept (export/fp16.py)
+    int8   ort     onnxruntime dynamic quantization: int8 per-channel weights, activations
+                   quantized per call, on every MatMul with a constant weight (fp32 graph)
+    int8   trt     fp16 graph, INT8 per-channel weights through DequantizeLinear (W8A16)
+    int4   ort     MatMulNBits, block 32, accuracy_level 4 (int8 activations on CPU), fp32 graph
+    int4   trt     fp16 graph, INT4 block-32 weights through DequantizeLinear, opset 21 (W4A16)
+
+Quantized scales are fp16 everywhere (export/weights.py). TensorRT does not run onnxruntime's
+contrib ops (MatMulNBits, DynamicQuantizeLinear), hence the standard-op forms for `--target trt`.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx.version_converter
+from onnx import numpy_helper
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.export import weights
+from ficoco_edge.export.fp16 import to_fp16
 
-QUANTS = ("fp32", "int8", "int4")
+QUANTS = ("fp32", "fp16", "int8", "int4")
 TARGETS = ("ort", "trt")
-INT4_BLOCK = 32
+INT4_BLOCK = weights.BLOCK
 QDQ_OPSET = 21
 
 
@@ -30,21 +38,17 @@ def check_quant(quant: str, target: str) -> None:
         raise UsageError(f"unknown quant {quant!r}; choose one of: {', '.join(QUANTS)}")
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
-    if quant == "int8" and target == "trt":
-        raise UsageError("int8 dynamic quantization uses onnxruntime-only ops; for TensorRT export fp32 "
-                         "and build the engine with `ficoco-edge build-engine DIR --int8`, or use --quant int4")
 
 
 def weight_matmuls(model: onnx.ModelProto) -> list[str]:
     """Names of MatMul nodes whose second input is a 2-D constant weight."""
-    weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    return [model.graph.node[i].name for users in weights.weight_matmuls(model).values() for i in users]
 
 
 @contextmanager
 def _quiet_quantizer():
     """onnxruntime's quantizers log every node at INFO and advise pre-processing on the root logger."""
-    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")]
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -56,30 +60,33 @@ def _quiet_quantizer():
 
 
 def quantize_graph(src: Path, dst: Path, quant: str, target: str = "ort") -> None:
-    """Write `src` with its weight MatMuls quantized to `dst`."""
+    """Write `src` (an fp32 LLM graph) at precision `quant` for `target` to `dst`."""
     check_quant(quant, target)
-    with _quiet_quantizer():
-        _quantize(src, dst, quant, target)
-
-
-def _quantize(src: Path, dst: Path, quant: str, target: str) -> None:
-    model = onnx.load(str(src))
-    nodes = weight_matmuls(model)
-    if quant == "int8":
+    if quant == "fp32":
+        raise UsageError("quant fp32 is the traced graph itself; nothing to quantize")
+    if quant == "int8" and target == "ort":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        # per-channel weight scales: per-tensor ones turned the embedded model's answers to noise
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes, per_channel=True,
-                         extra_options={"MatMulConstBOnly": True})
+        nodes = weight_matmuls(onnx.load(str(src), load_external_data=False))
+        with _quiet_quantizer():  # per-channel scales: per-tensor ones turned the embedded model's answers to noise
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                             per_channel=True, extra_options={"MatMulConstBOnly": True})
         return
-    from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    model = onnx.load(str(src))
+    if quant == "int4" and target == "ort":
+        weights.to_matmul_nbits(model)
+    else:
+        _to_fp16_graph(model, quant)
+    onnx.save(model, str(dst))
 
-    ort = target == "ort"
-    if not ort:  # blocked DequantizeLinear needs opset 21; convert the other ops properly first
-        model = onnx.version_converter.convert_version(model, QDQ_OPSET)
-    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=INT4_BLOCK, is_symmetric=True,
-                                     accuracy_level=4 if ort else None, nodes_to_include=nodes,
-                                     quant_format=QuantFormat.QOperator if ort else QuantFormat.QDQ)
-    quantizer.process()
-    onnx.save(quantizer.model.model, str(dst))
+
+def _to_fp16_graph(model: onnx.ModelProto, quant: str) -> None:
+    """fp16 in place; for int8/int4, weights quantized from their fp32 values, not fp16-rounded ones."""
+    if quant == "fp16":
+        model.CopyFrom(to_fp16(model))
+        return
+    used = weights.weight_matmuls(model)
+    originals = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in model.graph.initializer if i.name in used}
+    # blocked / INT4 DequantizeLinear needs opset 21: convert the other ops properly first
+    model.CopyFrom(to_fp16(onnx.version_converter.convert_version(model, QDQ_OPSET)))
+    weights.to_dequantize_linear(model, 8 if quant == "int8" else 4, originals)

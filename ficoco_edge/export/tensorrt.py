@@ -1,5 +1,5 @@
 """TensorRT readiness: check exported graphs against TensorRT's ONNX operator support (kept as data
-in data/tensorrt_onnx_ops.json with its source), and build engines where `tensorrt` is installed."""
+in data/tensorrt_onnx_ops.json with its source). Engines are built by export/engine.py."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from tests.helpers import run_cli
     (["--method", "ficoco-v"], "give --budget"),
     (["--budget", "1.5", "--quant", "int3"], "unknown quant"),
     (["--budget", "1.5", "--target", "tpu"], "unknown target"),
-    (["--budget", "1.5", "--quant", "int8", "--target", "trt"], "onnxruntime-only"),
     (["--budget", "0.1"], "budget"),
 ])
 def test_bad_export_input(monkeypatch, capsys, tmp_path, args, message):

@@ -17,10 +17,10 @@ from ficoco_edge.models.llava import apply, expand_image_tokens, remove
 from tests.export.conftest import METHODS, schedule_for
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_ort_generation_equals_patched_model(tiny_vlm, tmp_path, method):
+@pytest.mark.parametrize("method, target", [(m, "ort") for m in METHODS] + [("ficoco-l", "trt")])
+def test_ort_generation_equals_patched_model(tiny_vlm, tmp_path, method, target):
     schedule = schedule_for(method)
-    manifest = exporter.export(tiny_vlm, method, schedule, tmp_path / "out", budget=1.5)
+    manifest = exporter.export(tiny_vlm, method, schedule, tmp_path / "out", budget=1.5, target=target)
     out = tmp_path / "out"
     for graph in manifest["graphs"].values():
         onnx.checker.check_model(str(out / graph["file"]), full_check=True)

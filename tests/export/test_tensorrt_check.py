@@ -2,10 +2,13 @@
 
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from ficoco_edge.export import exporter
+from ficoco_edge.export.graphs import PrefillGraph
 from ficoco_edge.export.tensorrt import support_table, tensorrt_problems
+from ficoco_edge.models.llava import apply, image_tokens_for, remove
 from tests.export.conftest import schedule_for
 
 
@@ -16,9 +19,10 @@ def test_support_table_has_its_source():
     assert not {"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits"} & set(table["supported"])
 
 
-@pytest.mark.parametrize("method", ["none", "ficoco-v"])
-def test_trt_exports_have_only_supported_ops(tiny_vlm, tmp_path, method):
-    manifest = exporter.export(tiny_vlm, method, schedule_for(method), tmp_path / "t", quant="int4", target="trt")
+@pytest.mark.parametrize("method, quant", [("none", "int4"), ("ficoco-v", "int4"), ("ficoco-l", "fp16"),
+                                           ("ficoco-vl", "int4"), ("fastv", "fp32")])
+def test_trt_exports_have_only_supported_ops(tiny_vlm, tmp_path, method, quant):
+    manifest = exporter.export(tiny_vlm, method, schedule_for(method), tmp_path / "t", quant=quant, target="trt")
     assert manifest["tensorrt_problems"] == {"vision": [], "prefill": [], "decode": []}
     for graph in manifest["graphs"].values():
         model = onnx.load(str(tmp_path / "t" / graph["file"]))
@@ -40,3 +44,22 @@ def test_a_computed_topk_k_is_reported(tmp_path):
                                helper.make_tensor("two", TensorProto.INT64, [1], [2])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
     assert tensorrt_problems(tmp_path / "g.onnx") == [": input 1 of TopK must be a constant for TensorRT"]
+
+
+@pytest.mark.parametrize("method", ["ficoco-l", "fastv"])
+def test_span_only_prefill_equals_the_token_track_prefill(tiny_vlm, method):
+    """The TensorRT prefill keeps tokens by index arithmetic around the span; same outputs."""
+    model = tiny_vlm.model.float().eval()
+    apply(model, method, schedule_for(method))
+    n = image_tokens_for(model)
+    gen = torch.Generator().manual_seed(1)
+    try:
+        for before, after in ((0, 3), (5, 9), (40, 1)):
+            embeds = torch.randn(1, before + n + after, model.config.text_config.hidden_size, generator=gen)
+            with torch.no_grad():
+                want = PrefillGraph(model, n)(embeds, torch.tensor(before))
+                got = PrefillGraph(model, n, span_only=True)(embeds, torch.tensor(before))
+            assert [t.shape for t in got] == [t.shape for t in want]
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+    finally:
+        remove(model)
