@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ficoco_edge.commands import analysis, export, runtime, vqa
+from ficoco_edge.commands import analysis, export, profile, runtime, vqa
 from ficoco_edge.errors import UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="FiCoCo token reduction for edge LLaVA inference.")
@@ -18,7 +18,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")
     """FiCoCo token reduction for edge LLaVA inference."""
 
 
-for _module in (analysis, runtime, vqa, export):
+for _module in (analysis, runtime, vqa, export, profile):
     for _name, _command in _module.COMMANDS:
         app.command(_name)(_command)
 
