@@ -13,7 +13,7 @@ from ficoco_edge.errors import UsageError
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="comma-separated reduction methods")]
 QuantsOpt = Annotated[str, typer.Option("--quant", help="comma-separated: fp16, int8, int4")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="llmviewer (paper's count), physical, or measured (CUDA GPU)")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="llmviewer (paper's count), physical, or measured (CUDA GPU; --gpu cpu: onnxruntime exports)")]
 BudgetTextOpt = Annotated[str, typer.Option("--budget", help="TFLOPs ceiling on LLaVA-1.5-7B's LLM prefill")]
 DeviceProfileOpt = Annotated[Optional[str], typer.Option(
     "--device", help="device profile (jetson-orin-nano-8gb, rtx-4090, h100-sxm, ... or a .toml): "
@@ -48,7 +48,7 @@ def profile(
     plot: Annotated[Optional[str], typer.Option("--plot", help="also write a PNG: KV/memory and TTFT against budget")] = None,
     save: Annotated[Optional[str], typer.Option("--save", help="also write PREFIX.md and PREFIX.json")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="measured: a llava-hf checkpoint instead of random weights")] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="measured: torch device")] = "cuda",
+    gpu: Annotated[str, typer.Option("--gpu", help="measured: torch device (cuda, cuda:N), or cpu for the embedded model's onnxruntime exports")] = "cuda",
     new_tokens: Annotated[str, typer.Option("--new-tokens", help="measured: tokens decoded per timing")] = "32",
     reps: Annotated[str, typer.Option("--reps", help="measured: TTFT repetitions (median)")] = "5",
 ) -> None:

@@ -27,6 +27,11 @@ NOTES = {
         "position. Quantization is weight-only (activations and KV 16-bit unless --kv-bits), as bitsandbytes and "
         "the exported ONNX engines run it.",
     ],
+    "measured-cpu": [
+        "onnxruntime on the CPU, each method x quant export in a fresh process (ficoco-edge bench's worker): "
+        "peak RSS is that process's VmHWM; times are medians; TTFT = image file in -> first token.",
+        "LLM tokens per layer: the visual tokens the LLM's last layer keeps (text tokens come on top).",
+    ],
     "measured": [
         "Random weights (no checkpoint): memory and time do not depend on the values, except LLM.int8's "
         "outlier path (int8), which sees few outliers here. HF transformers generate(), SDPA attention, eager loop.",
@@ -61,10 +66,15 @@ def profile_report(mode: str, setting: Setting, device: DeviceProfile | None = N
         report["rows"] = physical_rows(setting)
     else:
         gpu_run = gpu_run or GPURun()
-        report["environment"], report["rows"] = measured_rows(setting, gpu_run, device)
+        if gpu_run.gpu == "cpu":
+            from ficoco_edge.profile.cpu import cpu_measured_rows
+
+            report["environment"], report["rows"] = cpu_measured_rows(setting)
+        else:
+            report["environment"], report["rows"] = measured_rows(setting, gpu_run, device)
     if device is not None:
         report["device"] = device_section(setting, device)
-    report["notes"] = NOTES[mode]
+    report["notes"] = NOTES["measured-cpu" if gpu_run is not None and gpu_run.gpu == "cpu" else mode]
     return report
 
 

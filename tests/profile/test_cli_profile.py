@@ -88,3 +88,8 @@ def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):
 def test_measured_mode_without_a_gpu(monkeypatch, capsys):
     code, out, err = run(monkeypatch, capsys, "profile", "--mode", "measured", "--quant", "fp16")
     assert code == 2 and "needs a CUDA GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cpu_measured_mode_needs_the_embedded_model(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "profile", "--mode", "measured", "--gpu", "cpu", "--model", "llava-1.5-7b")
+    assert code == 2 and "embedded" in err and len(err.strip().splitlines()) == 1
