@@ -76,17 +76,26 @@ class Arch:
     source: str
 
 
-def profiles_dir() -> Path:
-    """`ficoco_edge/_profiles/models` in an installed wheel, else `<repo>/profiles/models`."""
+def profile_folder(kind: str = "models") -> Path:
+    """`ficoco_edge/_profiles/<kind>` in an installed wheel, else `<repo>/profiles/<kind>`."""
     package = Path(__file__).resolve().parent
-    installed = package / "_profiles" / "models"
-    return installed if installed.is_dir() else package.parent / "profiles" / "models"
+    installed = package / "_profiles" / kind
+    return installed if installed.is_dir() else package.parent / "profiles" / kind
+
+
+def profile_names(kind: str = "models") -> list[str]:
+    """The .toml profiles of `kind` (models, devices) by name, sorted."""
+    folder = profile_folder(kind)
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def profiles_dir() -> Path:
+    return profile_folder("models")
 
 
 def available_archs() -> list[str]:
     """Names accepted by `load_arch`, sorted."""
-    folder = profiles_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    return profile_names("models")
 
 
 def load_arch(name_or_path: str | Path) -> Arch:

@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ficoco_edge.arch import profile_folder, profile_names
 from ficoco_edge.errors import UsageError
 
 GIB = 2**30
@@ -74,16 +75,12 @@ _REQUIRED = {"name", "source", "unified_memory", *_FLOATS}
 
 
 def devices_dir() -> Path:
-    """`ficoco_edge/_profiles/devices` in an installed wheel, else `<repo>/profiles/devices`."""
-    package = Path(__file__).resolve().parents[1]
-    installed = package / "_profiles" / "devices"
-    return installed if installed.is_dir() else package.parent / "profiles" / "devices"
+    return profile_folder("devices")
 
 
 def available_devices() -> list[str]:
     """Names accepted by `load_device`, sorted."""
-    folder = devices_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    return profile_names("devices")
 
 
 def load_device(name_or_path: str | Path) -> DeviceProfile:
