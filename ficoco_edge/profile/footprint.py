@@ -19,7 +19,7 @@ from ficoco_edge.arch import Arch
 from ficoco_edge.cost import kv_bytes
 from ficoco_edge.errors import UsageError
 
-WEIGHT_BITS = {"fp16": 16, "int8": 8, "int4": 4}
+WEIGHT_BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}  # fp32: the CPU exports
 INT8_ROW_SCALE_BYTES = 4
 """LLM.int8 / per-channel int8: one fp32 scale per output row."""
 INT4_BLOCK = 64
@@ -70,7 +70,7 @@ def param_counts(arch: Arch) -> ParamCounts:
 
 
 def weight_bits(quant: str) -> int:
-    """fp16 / int8 / int4 -> 16 / 8 / 4."""
+    """fp32 / fp16 / int8 / int4 -> 32 / 16 / 8 / 4."""
     if quant not in WEIGHT_BITS:
         raise UsageError(f"unknown quantization {quant!r}; valid: {', '.join(WEIGHT_BITS)}")
     return WEIGHT_BITS[quant]
@@ -79,8 +79,8 @@ def weight_bits(quant: str) -> int:
 def linear_weight_bytes(n_weights: int, n_rows: int, quant: str) -> int:
     """Bytes of `n_weights` linear weights in `n_rows` output rows at `quant`, scales included."""
     bits = weight_bits(quant)
-    if bits == 16:
-        return 2 * n_weights
+    if bits >= 16:
+        return bits // 8 * n_weights
     if bits == 8:
         return n_weights + INT8_ROW_SCALE_BYTES * n_rows
     blocks = math.ceil(n_weights / INT4_BLOCK)
