@@ -16,6 +16,8 @@ per parameter (fp32 scales would be 0.625).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -85,18 +87,23 @@ def _replace(model: onnx.ModelProto, drop: set[str], initializers: list, nodes_b
     model.graph.node.extend(nodes_before + body)
 
 
-def to_matmul_nbits(model: onnx.ModelProto, originals: dict[str, np.ndarray] | None = None) -> int:
-    """Replace every constant-weight MatMul whose K is a multiple of 32 by MatMulNBits (int4,
-    fp16-stored scales); returns how many weights were quantized. `originals` gives the fp32
-    weights by name when the graph's own are already rounded."""
+def to_matmul_nbits(model: onnx.ModelProto, originals: dict[str, np.ndarray] | None = None, bits: int = 4,
+                    accuracy_level: int = 4, select: Callable[[str], bool] = lambda node_name: True) -> int:
+    """Replace every constant-weight MatMul whose K is a multiple of 32 (and whose node name
+    `select` accepts) by MatMulNBits (4 or 8 bits, block 32 along K, fp16-stored scales); returns
+    how many weights were quantized. `originals`: the fp32 weights by name when the graph's own
+    are already rounded."""
     inits, before, swap, done = [], [], {}, set()
     for name, users in weight_matmuls(model).items():
+        if not all(select(model.graph.node[i].name) for i in users):
+            continue
         w = originals[name] if originals else _to_array(model, name)
         k, n = w.shape
         if k % BLOCK:
             continue
-        q, scale = quantize_symmetric(w, 4, BLOCK)
-        blob = _pack_nibbles((q.astype(np.int16) + 8).T.reshape(n, k // BLOCK, BLOCK))  # zero point 8
+        q, scale = quantize_symmetric(w, bits, BLOCK)
+        unsigned = (q.astype(np.int16) + 2 ** (bits - 1)).T.reshape(n, k // BLOCK, BLOCK)  # zero point 8 / 128
+        blob = _pack_nibbles(unsigned) if bits == 4 else unsigned.astype(np.uint8)
         inits += [numpy_helper.from_array(blob, f"{name}_q4"),
                   numpy_helper.from_array(np.ascontiguousarray(scale.T).reshape(-1), f"{name}_scales_fp16")]
         before.append(helper.make_node("Cast", [f"{name}_scales_fp16"], [f"{name}_scales"], f"{name}_scales_cast",
@@ -105,7 +112,7 @@ def to_matmul_nbits(model: onnx.ModelProto, originals: dict[str, np.ndarray] | N
             user = model.graph.node[index]
             swap[index] = helper.make_node(
                 "MatMulNBits", [user.input[0], f"{name}_q4", f"{name}_scales"], list(user.output), f"{user.name}_Q4",
-                domain=MS_DOMAIN, K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=4)
+                domain=MS_DOMAIN, K=k, N=n, bits=bits, block_size=BLOCK, accuracy_level=accuracy_level)
         done.add(name)
     still_used = {i for idx, node in enumerate(model.graph.node) if idx not in swap for i in node.input}
     _replace(model, done - still_used, inits, before, swap)

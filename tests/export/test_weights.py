@@ -41,15 +41,13 @@ def test_symmetric_quantization_round_trips(w_x):
         assert np.abs(weights.dequantize(q, scale, block) - w).max() <= step
 
 
-def test_matmul_nbits_packing_is_exact(w_x):
+@pytest.mark.parametrize("bits", [4, 8])
+def test_matmul_nbits_packing_is_exact(w_x, bits):
     w, x = w_x
     model = matmul_graph(w, 17)
-    assert weights.to_matmul_nbits(model) == 1
+    assert weights.to_matmul_nbits(model, bits=bits, accuracy_level=0) == 1  # fp32 arithmetic: exact check
     onnx.checker.check_model(model)
-    for node in model.graph.node:  # accuracy_level 0: fp32 arithmetic, so the check is exact
-        for attr in node.attribute:
-            attr.i = 0 if attr.name == "accuracy_level" else attr.i
-    q, scale = weights.quantize_symmetric(w, 4, 32)
+    q, scale = weights.quantize_symmetric(w, bits, 32)
     assert np.abs(run(model, x) - x @ weights.dequantize(q, scale, 32)).max() < 1e-5
     fp16_scales = [i for i in model.graph.initializer if i.name.endswith("_scales_fp16")]
     assert [i.data_type for i in fp16_scales] == [TensorProto.FLOAT16] and "w" not in {i.name for i in model.graph.initializer}
@@ -107,3 +105,10 @@ def test_fp16_keeps_rms_norm_statistics_in_fp32():
     want = run(model, x)
     got = run(to_fp16(model), x.astype(np.float16)).astype(np.float32)
     assert np.isfinite(got).all() and np.abs(got - want).max() < 0.01 * np.abs(want).max()
+
+
+def test_select_limits_which_matmuls_are_replaced(w_x):
+    w, _ = w_x
+    model = matmul_graph(w, 17)
+    assert weights.to_matmul_nbits(model, select=lambda name: "down_proj" in name) == 0
+    assert [n.op_type for n in model.graph.node] == ["MatMul"]
