@@ -100,7 +100,7 @@ def available_archs() -> list[str]:
 
 def load_arch(name_or_path: str | Path) -> Arch:
     """Read a profile by name (`llava-1.5-7b`) or by path to a `.toml` file."""
-    path = _resolve(name_or_path)
+    path = resolve_profile(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -108,13 +108,19 @@ def load_arch(name_or_path: str | Path) -> Arch:
     return _arch_from_dict(path.stem, data, str(path))
 
 
-def _resolve(name_or_path: str | Path) -> Path:
+def resolve_profile(name_or_path: str | Path, kind: str = "models", label: str = "architecture") -> Path:
+    """A profile's .toml path from its name (in profile_folder(kind)) or a path; one-line errors."""
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or "\\" in text:
         path = Path(text)
         if not path.is_file():
-            raise UsageError(f"architecture profile not found: {path}")
+            raise UsageError(f"{label} profile not found: {path}")
         return path
+    path = profile_folder(kind) / f"{text}.toml"
+    if not path.is_file():
+        valid = ", ".join(profile_names(kind)) or "(none found)"
+        raise UsageError(f"unknown {label} {text!r}; valid names: {valid} (or a path to a .toml)")
+    return path
     path = profiles_dir() / f"{text}.toml"
     if not path.is_file():
         valid = ", ".join(available_archs()) or "(none found)"

@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ficoco_edge.arch import profile_folder, profile_names
+from ficoco_edge.arch import profile_folder, profile_names, resolve_profile
 from ficoco_edge.errors import UsageError
 
 GIB = 2**30
@@ -85,7 +85,7 @@ def available_devices() -> list[str]:
 
 def load_device(name_or_path: str | Path) -> DeviceProfile:
     """Read a device profile by name (`jetson-orin-nano-8gb`) or by path to a `.toml` file."""
-    path = _resolve(str(name_or_path))
+    path = resolve_profile(str(name_or_path), "devices", "device")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -131,12 +131,6 @@ def read_live_memory() -> LiveMemory | None:
         return None
 
 
-def _resolve(text: str) -> Path:
-    if text.endswith(".toml") or "/" in text or "\\" in text:
-        path = Path(text)
-        if not path.is_file():
-            raise UsageError(f"device profile not found: {path}")
-        return path
     path = devices_dir() / f"{text}.toml"
     if not path.is_file():
         valid = ", ".join(available_devices()) or "(none found)"
