@@ -121,11 +121,6 @@ def resolve_profile(name_or_path: str | Path, kind: str = "models", label: str =
         valid = ", ".join(profile_names(kind)) or "(none found)"
         raise UsageError(f"unknown {label} {text!r}; valid names: {valid} (or a path to a .toml)")
     return path
-    path = profiles_dir() / f"{text}.toml"
-    if not path.is_file():
-        valid = ", ".join(available_archs()) or "(none found)"
-        raise UsageError(f"unknown architecture {text!r}; valid names: {valid} (or a path to a .toml)")
-    return path
 
 
 def _arch_from_dict(name: str, data: dict, where: str) -> Arch:

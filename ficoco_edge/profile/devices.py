@@ -129,10 +129,3 @@ def read_live_memory() -> LiveMemory | None:
             return LiveMemory(int(ram["tot"]) * 1024, int(ram["used"]) * 1024, "jtop (jetson-stats)")
     except Exception:  # noqa: BLE001 - a missing jtop service must not stop a prediction
         return None
-
-
-    path = devices_dir() / f"{text}.toml"
-    if not path.is_file():
-        valid = ", ".join(available_devices()) or "(none found)"
-        raise UsageError(f"unknown device {text!r}; valid names: {valid} (or a path to a .toml)")
-    return path
