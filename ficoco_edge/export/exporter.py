@@ -19,6 +19,7 @@ from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export import check
 from ficoco_edge.export import onnx_graphs as og
+from ficoco_edge.export.fuse import fuse_file
 from ficoco_edge.export.quantize import check_quant, quantize_graph
 from ficoco_edge.export.tensorrt import tensorrt_problems
 from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
@@ -171,6 +172,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         if target == "trt":  # TensorRT needs constant TopK K / Slice axes: fold what static shapes allow
             og.fold_constants(staging / graphs["vision"]["file"])
             og.fold_static_shapes(staging / graphs["prefill"]["file"])
+        for spec in graphs.values():  # q/k/v and gate/up as one GEMM each (validated below like the rest)
+            fuse_file(staging / spec["file"])
         embedding = write_embedding(staging, model, quant)
         vlm.tokenizer.save_pretrained(staging / "tokenizer")
         step("validating fp32")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 from ficoco_edge.models.llava import find_parts
 from ficoco_edge.models.patch_llm import LLMStep, ReducingLlamaDecoderLayer, TokenTrack, _gather_rotary
@@ -29,19 +27,46 @@ from ficoco_edge.reduction.compress import apply_plan, gather_tokens
 from ficoco_edge.reduction.methods import plan_llm_step
 
 
-def attend(attn, normed: torch.Tensor, rotary, past=None, mask=None, causal=False):
-    """One attention block. normed (1, s, H) -> output (1, s, H), this call's key/value (1, kvh, s, d)."""
-    b, s, _ = normed.shape
-    shape = (b, s, -1, attn.head_dim)
-    q = attn.q_proj(normed).view(shape).transpose(1, 2)
-    k = attn.k_proj(normed).view(shape).transpose(1, 2)
-    v = attn.v_proj(normed).view(shape).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, *rotary)
-    keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+def causal_bias(s: int | torch.Tensor, dtype: torch.dtype, device) -> torch.Tensor:
+    """(s, s) additive mask: 0 on and below the diagonal, the dtype's minimum above it.
+    Built once per token count rather than once per layer, as SDPA's is_causal would be exported."""
+    idx = torch.arange(s, device=device)
+    return torch.where(idx[None, :] > idx[:, None], torch.finfo(dtype).min, 0.0).to(dtype)
+
+
+def rotary_for_heads(rotary) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (1, s, d) -> (1, s, 1, d), broadcasting over the heads of a (1, s, heads, d) tensor."""
+    return rotary[0].unsqueeze(2), rotary[1].unsqueeze(2)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on x (1, s, heads, d), halves split at the static d // 2."""
+    half = x.shape[-1] // 2
+    if torch.jit.is_tracing():
+        half = int(half)
+    rotated = torch.cat((-x[..., half:], x[..., :half]), -1)
+    return x * cos + rotated * sin
+
+
+def attend(attn, normed: torch.Tensor, rotary, bias: torch.Tensor, past=None):
+    """One attention block with grouped-query heads broadcast instead of repeated.
+
+    normed (1, s, H); rotary: cos, sin (1, s, 1, d); bias: additive (s, S) with S = past + s;
+    past: key, value (1, kvh, P, d) -> output (1, s, H), this call's key, value (1, kvh, s, d).
+    Head i reads key/value head i // g (g = heads / kvh), as repeat_kv orders them; every reshape
+    has static sizes except the token axis, which keeps the exported graph small.
+    """
+    d, kvh = attn.head_dim, attn.config.num_key_value_heads
     g = attn.num_key_value_groups
-    out = F.scaled_dot_product_attention(q, repeat_kv(keys, g), repeat_kv(values, g), attn_mask=mask,
-                                         is_causal=causal, scale=attn.scaling)
-    return attn.o_proj(out.transpose(1, 2).reshape(b, s, -1)), k, v
+    q = _rotate(attn.q_proj(normed).view(1, -1, kvh * g, d), *rotary) * attn.scaling
+    k = _rotate(attn.k_proj(normed).view(1, -1, kvh, d), *rotary).transpose(1, 2)
+    v = attn.v_proj(normed).view(1, -1, kvh, d).transpose(1, 2)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+    q = q.view(1, -1, kvh, g, d).permute(0, 2, 3, 1, 4)  # (1, kvh, g, s, d)
+    scores = q @ keys.unsqueeze(2).transpose(-1, -2) + bias  # (1, kvh, g, s, S)
+    weights = torch.softmax(scores.float(), -1).to(q.dtype)  # fp32 softmax, as transformers' eager attention
+    out = (weights @ values.unsqueeze(2)).permute(0, 3, 1, 2, 4).reshape(1, -1, kvh * g * d)
+    return attn.o_proj(out), k, v
 
 
 class SpanTokenTrack(TokenTrack):
@@ -94,15 +119,18 @@ class PrefillGraph(nn.Module):
         rotary = llm.rotary_emb(inputs_embeds, positions)
         span = (positions >= image_start) & (positions < image_start + self.image_tokens)
         track = self.track(span, self.image_tokens, None)
+        layer_rotary, bias = rotary_for_heads(rotary), causal_bias(s, inputs_embeds.dtype, inputs_embeds.device)
         hidden, caches = inputs_embeds, []
         for layer in llm.layers:
-            layer_rotary = _gather_rotary(rotary, track.kept) if track.reduced else rotary
             normed = layer.input_layernorm(hidden)
-            out, k, v = attend(layer.self_attn, normed, layer_rotary, causal=True)
+            out, k, v = attend(layer.self_attn, normed, layer_rotary, bias)
             hidden = hidden + out
             if isinstance(layer, ReducingLlamaDecoderLayer):
-                scores = track.scores(layer.self_attn, normed, layer_rotary)
+                scores = track.scores(layer.self_attn, normed, _gather_rotary(rotary, track.kept) if track.reduced else rotary)
                 hidden = track.reduce(hidden, scores, layer.ficoco_step)
+                # kept tokens keep their original positions and order: causal among themselves
+                layer_rotary = rotary_for_heads(_gather_rotary(rotary, track.kept))
+                bias = causal_bias(hidden.shape[1], hidden.dtype, hidden.device)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             caches += [k, v]
         logits = self.model.lm_head(llm.norm(hidden[:, -1]))
@@ -116,13 +144,14 @@ class DecodeGraph(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, position: torch.Tensor, past_lengths: torch.Tensor, *past):
         llm = find_parts(self.model).llm
-        rotary = llm.rotary_emb(inputs_embeds, position)
+        rotary = rotary_for_heads(llm.rotary_emb(inputs_embeds, position))
         hidden, new = inputs_embeds, []
         for i, layer in enumerate(llm.layers):
             past_k, past_v = past[2 * i], past[2 * i + 1]
             slots = torch.arange(past_k.shape[2] + 1, device=hidden.device)
-            mask = ((slots < past_lengths[i]) | (slots == past_k.shape[2])).view(1, 1, 1, -1)
-            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rotary, (past_k, past_v), mask)
+            visible = (slots < past_lengths[i]) | (slots == past_k.shape[2])  # filled slots + this token
+            bias = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
+            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rotary, bias, (past_k, past_v))
             hidden = hidden + out
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             new += [k, v]
