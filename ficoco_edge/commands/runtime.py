@@ -39,6 +39,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option("--out", help="answers JSONL for --batch")] = None,
 ) -> None:
     """Answer a question about an image, or every line of a --batch file."""
+    from ficoco_edge.export.cli import cached_export
     from ficoco_edge.runtime import Runtime, Sampler
     from ficoco_edge.runtime.engine import BACKENDS
     from ficoco_edge.runtime.images import open_image
@@ -58,7 +59,7 @@ def run(
     Sampler(temperature, top_p, seed)  # checks the sampling settings
     if method != "none" and budget is None and keep is None:
         budget = DEFAULT_BUDGET
-    directory = export_dir or _cached(model, method, budget, keep, quant)
+    directory = export_dir or cached_export(model, method, budget, keep, quant)
     runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype)
     settings = dict(max_new_tokens=max_new_tokens, memory_limit_mb=memory_limit)
     if batch is not None:
@@ -68,18 +69,6 @@ def run(
     result = runtime.answer(image, question, sampler=Sampler(temperature, top_p, seed), on_text=printer, **settings)
     typer.echo("" if stream else result.text)
     typer.echo(_summary(runtime, result), err=True)
-
-
-def _cached(model: str, method: str, budget: float | None, keep: int | None, quant: str) -> Path:
-    from ficoco_edge.export.cli import cached_export
-    from ficoco_edge.manifest import ManifestError, read_manifest
-
-    directory = cached_export(model, method, budget, keep, quant)
-    try:
-        read_manifest(directory, verify=False)
-    except ManifestError:  # made by another version: the cache is ours to replace
-        directory = cached_export(model, method, budget, keep, quant, refresh=True)
-    return directory
 
 
 def _run_batch(runtime, requests: Path, out: Path, sampler, settings: dict) -> None:

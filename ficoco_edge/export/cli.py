@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export.quantize import check_quant
+from ficoco_edge.manifest import read_manifest
 from ficoco_edge.paths import cache_root
 
 
@@ -39,9 +41,19 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
 
 def cached_export(model: str, method: str, budget: float | None, keep: int | None, quant: str,
                   refresh: bool = False) -> Path:
-    """The export for these settings in cache_root()/exports, created on first use (or `refresh`)."""
+    """The export for these settings in cache_root()/exports, created on first use (or `refresh`).
+    A cached export made by another version of ficoco-edge (or unreadable) is made again: the
+    cache is ours, and newer versions trace faster graphs."""
     out = cache_root() / "exports" / default_out(model, method, budget, keep, quant, "ort").name
-    if refresh or not (out / "manifest.json").is_file():
+    if refresh or _stale(out):
         run_export(model, method, budget, keep, quant, "ort", out, force=True,
-                   announce=f"creating {out} (first use of these settings; reused afterwards)")
+                   announce=f"creating {out} (first use of these settings with ficoco-edge {__version__}; "
+                            "reused afterwards)")
     return out
+
+
+def _stale(directory: Path) -> bool:
+    try:
+        return read_manifest(directory, verify=False).get("tool_version") != __version__
+    except UsageError:  # ManifestError: missing, corrupted, another schema
+        return True

@@ -76,3 +76,21 @@ def test_eval_of_an_export_through_the_runtime(monkeypatch, capsys, embedded_exp
     [row] = json.loads(out)
     assert (row["method"], row["quant"], row["visual_tokens"], row["n"]) == ("none", "fp32", 576, 8)
     assert row["accuracy"] >= 0.75  # the unreduced embedded model answers ~99% of easy-VQA
+
+
+def test_run_with_no_flags_creates_the_default_export_once(monkeypatch, capsys, tmp_path):
+    from ficoco_edge.export.cli import _stale
+
+    monkeypatch.setenv("FICOCO_EDGE_CACHE", str(tmp_path))
+    args = ("run", "examples/red-triangle.png", "What color is the shape?")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and out.strip() == "red" and "creating" in err, err
+    (cached,) = (tmp_path / "exports").iterdir()
+    assert cached.name == "embedded-ficoco-l-b4.2-fp32" and not _stale(cached)
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and out.strip() == "red" and "creating" not in err  # reused
+    manifest = json.loads((cached / "manifest.json").read_text())
+    (cached / "manifest.json").write_text(json.dumps({**manifest, "tool_version": "0.0.1"}))
+    assert _stale(cached)  # made by another version: `run` would make it again
+    (cached / "manifest.json").write_text("{broken")
+    assert _stale(cached)
