@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ficoco_edge.errors import UsageError
-from ficoco_edge.runtime.kv import KVCache
+from ficoco_edge.runtime.kv import KVCache, assign_slots
 
 ORT_DTYPES = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64, "int32": np.int32}
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,25 +32,24 @@ def ort_providers(device: str, available: list[str]) -> list[str]:
     return ([] if device == "cpu" else gpu) + ["CPUExecutionProvider"]
 
 
-def shared_thread_pool(ort, options, threads: int | None) -> None:
-    """Run every session of the process on onnxruntime's one global intra-op pool.
+def session_options(ort, threads: int | None):
+    """Options for each of the export's sessions.
 
-    With a pool per session, the vision session's threads keep spinning after its run while the
-    prefill session's threads want the same cores: on a 2-core machine this made vision ~2x and
-    prefill ~1.6x slower than on their own. The global pool is sized once per process (`threads`,
-    or onnxruntime's default of one thread per physical core); a later request for a size the
-    existing pool may not have gets per-session pools of `threads`, without spinning instead.
+    Every session has its own intra-op pool, whose threads spin between the nodes of a run (fast
+    dispatch of many small nodes) but stop spinning when the run ends: otherwise the vision
+    session's idle threads keep spinning while the prefill session's threads want the same cores,
+    which on a 2-core machine made vision ~1.8x and prefill ~1.4x slower. (onnxruntime's global
+    thread pool would avoid that too, but once created it makes every other session of the process
+    that asks for its own pool fail.)
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
-    try:
-        ort.set_global_thread_pool_sizes(threads or 0, 1)
-    except Exception:  # onnxruntime.capi...Fail: the pools exist, made for an earlier session
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            return
-    options.use_per_session_threads = False
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are noise to a user
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
 
 
 class OrtBackend:
@@ -61,9 +60,7 @@ class OrtBackend:
     def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # warnings about unused initializers are noise to a user
-        shared_thread_pool(ort, options, threads)
+        options = session_options(ort, threads)
         self.providers = ort_providers(device, ort.get_available_providers())
         self.sessions = {name: ort.InferenceSession(str(Path(directory) / spec["file"]), options,
                                                     providers=self.providers)
@@ -92,6 +89,8 @@ class OrtBackend:
 
     def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
         return np.zeros(shape, self.kv_dtype)
+
+    write_slots = staticmethod(assign_slots)
 
 
 class TorchBackend:
@@ -149,13 +148,4 @@ class TorchBackend:
     def zeros(self, shape: tuple[int, ...]):
         return self.torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
 
-
-def trt_unavailable() -> str:
-    """Why the TensorRT backend cannot run here, and what to do instead."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return ("the TensorRT backend needs the `tensorrt` Python package: JetPack provides it on Jetson; on an x86 "
-                "machine with an NVIDIA GPU `pip install tensorrt`; or use --backend ort")
-    return ("running build-engine's TensorRT engines is not implemented in this version; use --backend ort with "
-            "onnxruntime-gpu (its TensorRT execution provider) or --backend torch --device cuda")
+    write_slots = staticmethod(assign_slots)

@@ -136,7 +136,8 @@ class Runtime:
         tick = time.perf_counter()
         logits, caches = self.backend.prefill(embeds, image_start)
         cache = KVCache.allocate(self.prefill_lengths(n_text), max_new_tokens, self.manifest["llm"]["kv_heads"],
-                                 self.manifest["llm"]["head_dim"], None, lambda shape, _: self.backend.zeros(shape))
+                                 self.manifest["llm"]["head_dim"], None, lambda shape, _: self.backend.zeros(shape),
+                                 self.backend.write_slots)
         cache.fill(caches)
         sampler = sampler or Sampler()
         tokens = [sampler(logits)]
@@ -198,7 +199,9 @@ def open_backend(directory: Path, manifest: dict, backend: str, device: str, thr
     elif backend == "torch":
         opened = backends.TorchBackend(manifest, "cpu" if device == "auto" else device, dtype, model)
     elif backend == "trt":
-        raise UsageError(backends.trt_unavailable())
+        from ficoco_edge.runtime.trt_backend import TrtBackend
+
+        opened = TrtBackend(directory, manifest)
     else:
         raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     return opened

@@ -8,7 +8,7 @@ are copied into the first S_l slots and each decode step writes one slot at past
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -19,24 +19,31 @@ def kv_bytes_needed(prefill_lengths: list[int], extra: int, kv_heads: int, head_
     return sum(2 * (s + extra) * kv_heads * head_dim * itemsize for s in prefill_lengths)
 
 
+def assign_slots(dst, at: int, src) -> None:
+    """dst (1, kvh, C, d)[:, :, at:at + n] = src (1, kvh, n, d) for numpy arrays and torch tensors."""
+    dst[:, :, at:at + src.shape[2]] = src
+
+
 @dataclass
 class KVCache:
     """keys[l], values[l]: (1, kv_heads, S_l + extra, head_dim) arrays (numpy, or torch on the
-    PyTorch backend); lengths (L,) int64: filled slots per layer."""
+    PyTorch backend, device buffers on TensorRT); lengths (L,) int64: filled slots per layer;
+    write_slots(dst, at, src): the backend's way of writing src into slots at.. of dst."""
 
     keys: list
     values: list
     lengths: np.ndarray
+    write_slots: Callable = field(default=assign_slots, repr=False)
 
     @classmethod
     def allocate(cls, prefill_lengths: list[int], extra: int, kv_heads: int, head_dim: int, dtype,
-                 zeros: Callable = np.zeros) -> "KVCache":
+                 zeros: Callable = np.zeros, write_slots: Callable = assign_slots) -> "KVCache":
         """Empty buffers; zeros(shape, dtype) makes one (the backend's allocator)."""
         def buffer(s: int):
             return zeros((1, kv_heads, s + extra, head_dim), dtype)
 
         return cls([buffer(s) for s in prefill_lengths], [buffer(s) for s in prefill_lengths],
-                   np.zeros(len(prefill_lengths), dtype=np.int64))
+                   np.zeros(len(prefill_lengths), dtype=np.int64), write_slots)
 
     @property
     def nbytes(self) -> int:
@@ -52,8 +59,8 @@ class KVCache:
             s = key.shape[2]
             if s > self.keys[layer].shape[2]:
                 raise ValueError(f"layer {layer}: prefill cached {s} tokens, buffer holds {self.keys[layer].shape[2]}")
-            self.keys[layer][:, :, :s] = key
-            self.values[layer][:, :, :s] = value
+            self.write_slots(self.keys[layer], 0, key)
+            self.write_slots(self.values[layer], 0, value)
             self.lengths[layer] = s
 
     def append(self, new: list) -> None:
@@ -62,8 +69,8 @@ class KVCache:
             raise ValueError("the KV cache is full: allocate it with more max_new_tokens")
         for layer, (key, value) in enumerate(zip(new[::2], new[1::2])):
             at = int(self.lengths[layer])
-            self.keys[layer][:, :, at] = key[:, :, 0]
-            self.values[layer][:, :, at] = value[:, :, 0]
+            self.write_slots(self.keys[layer], at, key)
+            self.write_slots(self.values[layer], at, value)
         self.lengths += 1
 
     def feeds(self) -> dict:

@@ -1,0 +1,147 @@
+"""Stand-ins for the TensorRT 10 runtime API and cuda-python's runtime module, for testing the
+TensorRT backend's own logic (bindings, device buffers, in-place KV writes) without a GPU.
+
+"Device" memory is host memory handed out by FakeCudart.cudaMalloc; FakeContext refuses any
+tensor address that did not come from it, so a host pointer bound by mistake fails the test. An
+"engine" file holds the ONNX graph, which FakeContext runs with onnxruntime on the bound memory.
+"""
+
+import ctypes
+import types
+
+import numpy as np
+import onnxruntime as ort
+
+ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+class FakeCudart:
+    cudaError_t = types.SimpleNamespace(cudaSuccess=0)
+    cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2, cudaMemcpyDeviceToDevice=3)
+
+    def __init__(self):
+        self.blocks = {}  # pointer -> the numpy array that owns the memory
+        self.copies = []  # kinds of every cudaMemcpy / cudaMemcpy2D
+
+    def cudaStreamCreate(self):
+        return 0, 7
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaMalloc(self, nbytes):
+        block = np.empty(nbytes, np.uint8)
+        self.blocks[block.ctypes.data] = block
+        return 0, block.ctypes.data
+
+    def cudaFree(self, ptr):
+        self.blocks.pop(ptr)
+        return (0,)
+
+    def cudaMemset(self, ptr, value, nbytes):
+        ctypes.memset(ptr, value, nbytes)
+        return (0,)
+
+    def cudaMemcpy(self, dst, src, nbytes, kind):
+        self.copies.append(kind)
+        ctypes.memmove(dst, src, nbytes)
+        return (0,)
+
+    def cudaMemcpy2D(self, dst, dpitch, src, spitch, width, height, kind):
+        self.copies.append(("2d", kind))
+        for row in range(height):
+            ctypes.memmove(dst + row * dpitch, src + row * spitch, width)
+        return (0,)
+
+    def is_device(self, ptr: int) -> bool:
+        return any(base <= ptr < base + block.nbytes for base, block in self.blocks.items())
+
+
+class FakeContext:
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.results = engine, {}, {}, None
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        self.results = None
+        return True
+
+    def set_tensor_address(self, name, ptr):
+        assert self.engine.cudart.is_device(ptr), f"{name} bound to memory that is not on the device"
+        self.addresses[name] = ptr
+
+    def _read(self, name):
+        dtype = np.dtype(self.engine.dtypes[name])
+        count = int(np.prod(self.shapes[name]))
+        raw = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(self.addresses[name])
+        return np.frombuffer(raw, dtype).reshape(self.shapes[name]).copy()
+
+    def get_tensor_shape(self, name):
+        if self.results is None:  # TensorRT infers output shapes from input shapes; onnxruntime runs
+            feeds = {i: self._read(i) for i in self.engine.inputs}
+            self.results = dict(zip(self.engine.outputs, self.engine.session.run(self.engine.outputs, feeds)))
+        return self.results[name].shape
+
+    def execute_async_v3(self, stream):
+        for name in self.engine.outputs:
+            data = np.ascontiguousarray(self.results[name])
+            ctypes.memmove(self.addresses[name], data.ctypes.data, data.nbytes)
+        self.results = None
+        return True
+
+
+class FakeEngine:
+    def __init__(self, onnx_bytes, cudart):
+        self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self.cudart = cudart
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.dtypes = {a.name: ORT_TYPES[a.type] for a in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        self.num_io_tensors = len(self.inputs) + len(self.outputs)
+
+    def get_tensor_name(self, index):
+        return (self.inputs + self.outputs)[index]
+
+    def get_tensor_mode(self, name):
+        return FakeTensorRT.TensorIOMode.INPUT if name in self.inputs else FakeTensorRT.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name):
+        return self.dtypes[name]
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeTensorRT:
+    __version__ = "10.0.0-fake"
+    TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
+
+    def __init__(self, cudart: FakeCudart):
+        self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+        fake_cudart = cudart
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, blob):
+                return FakeEngine(blob, fake_cudart)
+
+        self.Runtime = Runtime
+
+    @staticmethod
+    def nptype(dtype):
+        return dtype
+
+
+def install(monkeypatch) -> FakeCudart:
+    """Make `import tensorrt` and `from cuda.bindings import runtime` give the stand-ins."""
+    cudart = FakeCudart()
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings
+    for name, module in {"tensorrt": FakeTensorRT(cudart), "cuda": cuda, "cuda.bindings": bindings,
+                         "cuda.bindings.runtime": cudart}.items():
+        monkeypatch.setitem(__import__("sys").modules, name, module)
+    return cudart

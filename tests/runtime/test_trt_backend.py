@@ -1,0 +1,80 @@
+"""The TensorRT backend's logic against the onnxruntime backend, through stand-ins for TensorRT and
+cuda-python (tests/runtime/fake_trt.py); no TensorRT engine is built or run here."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from ficoco_edge.errors import UsageError
+from ficoco_edge.manifest import sha256
+from ficoco_edge.runtime import Runtime
+from tests.runtime import fake_trt
+from tests.runtime.conftest import needs_embedded
+
+QUESTIONS = [("examples/red-triangle.png", "What color is the shape?"),
+             ("examples/blue-circle.png", "What shape is in the image?")]
+
+
+def with_engines(source, directory):
+    """A copy of the export at `source` whose "engines" are its ONNX graphs (what FakeTensorRT loads)."""
+    shutil.copytree(source, directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["engines"] = {}
+    for name, graph in manifest["graphs"].items():
+        shutil.copy(directory / graph["file"], directory / f"{name}.engine")
+        manifest["engines"][name] = {"file": f"{name}.engine", "sha256": sha256(directory / f"{name}.engine")}
+        manifest["files"][f"{name}.engine"] = manifest["engines"][name]["sha256"]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+@needs_embedded
+def test_trt_backend_answers_like_onnxruntime(monkeypatch, embedded_exports, tmp_path):
+    cudart = fake_trt.install(monkeypatch)
+    directory = with_engines(embedded_exports["ficoco-l"], tmp_path / "export")  # per-layer cache lengths differ
+    reference, engines = Runtime.load(directory), Runtime.load(directory, backend="trt")
+    assert engines.backend.name == "tensorrt"
+    for image, question in QUESTIONS:
+        want = reference.answer(image, question, max_new_tokens=6, ignore_stop=True)
+        cudart.copies.clear()
+        got = engines.answer(image, question, max_new_tokens=6, ignore_stop=True)
+        assert got.token_ids == want.token_ids and got.text == want.text
+        assert got.kv_bytes == want.kv_bytes
+        # the cache stays on the device: prefill fill + every decode append are device-to-device copies
+        layers = reference.layers
+        assert cudart.copies.count(("2d", 3)) == 2 * layers * 6  # 1 fill + 5 appends, key and value
+        assert 3 not in cudart.copies  # no plain device-to-device copy of whole buffers
+
+
+def test_missing_engines_tensorrt_or_cuda_python(monkeypatch, tmp_path):
+    manifest = {"engines": {"vision": {"file": "vision.engine"}}}
+    from ficoco_edge.runtime.trt_backend import GET_CUDA, GET_TENSORRT, TrtBackend
+
+    with pytest.raises(UsageError, match="build-engine"):
+        TrtBackend(tmp_path, {})
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(UsageError) as error:
+        TrtBackend(tmp_path, manifest)
+    assert str(error.value) == GET_TENSORRT
+    fake_trt.install(monkeypatch)
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(UsageError) as error:
+        TrtBackend(tmp_path, manifest)
+    assert str(error.value) == GET_CUDA
+
+
+def test_write_slots_is_a_strided_device_copy(monkeypatch):
+    from ficoco_edge.runtime.kv import assign_slots
+    from ficoco_edge.runtime.trt_backend import Cuda, DeviceArray, write_slots
+
+    cuda = Cuda(fake_trt.install(monkeypatch))
+    rng = np.random.default_rng(0)
+    dst, src = rng.standard_normal((1, 3, 10, 4)).astype(np.float32), rng.standard_normal((1, 3, 2, 4)).astype(np.float32)
+    device = DeviceArray.from_numpy(cuda, dst)
+    write_slots(device, 7, DeviceArray.from_numpy(cuda, src))
+    assign_slots(dst, 7, src)
+    np.testing.assert_array_equal(device.numpy(), dst)
