@@ -1,13 +1,15 @@
-"""Backends that run an export's three graphs: onnxruntime (default) and PyTorch (reference, GPU).
+"""Backends that run an export's three graphs: onnxruntime (default) and PyTorch (reference, GPU);
+TensorRT engines in trt_backend.py.
 
 Every backend offers the same calls, numpy in and numpy logits out; KV caches stay in the
-backend's own memory (numpy arrays for onnxruntime on the CPU, torch tensors on the torch device):
+backend's own memory (numpy arrays for onnxruntime on the CPU, torch tensors on the torch device,
+CUDA buffers for TensorRT):
 
     vision(pixel_values (1, 3, H, W))                  -> image_embeds (1, n_v, hidden)
     prefill(inputs_embeds (1, S, hidden), image_start) -> logits (V,), [key_0, value_0, ...] (1, kvh, S_l, d)
     decode(inputs_embeds (1, 1, hidden), position, KVCache) -> logits (V,), [new key_0, ...] (1, kvh, 1, d)
     zeros(shape)                                       -> a KV buffer in the cache dtype
-"""
+    write_slots(buffer, at, src (1, kvh, n, d))        -> src written into slots at..at+n of buffer"""
 
 from __future__ import annotations
 
