@@ -80,3 +80,16 @@ def test_greedy_and_seeded_sampling():
 def test_bad_sampling_settings(kwargs):
     with pytest.raises(UsageError):
         Sampler(**kwargs)
+
+
+def test_session_options_stop_spinning_and_take_threads():
+    import onnxruntime as ort
+
+    from ficoco_edge.runtime.backends import session_options
+
+    options = session_options(ort, 2)
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert session_options(ort, None).intra_op_num_threads == 0  # onnxruntime's default
+    with pytest.raises(UsageError, match="--threads must be >= 1"):
+        session_options(ort, 0)
