@@ -1,5 +1,7 @@
 """Shared test helpers."""
 
+import os
+import shutil
 import sys
 
 from ficoco_edge.cli import main
@@ -15,3 +17,13 @@ def run_cli(monkeypatch, capsys, *args):
         code = exc.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def copy_export(source, directory, edited=("manifest.json",)):
+    """A copy of the export at `source` in `directory` that costs no disk: hard links, but for the
+    files `edited`, which are real copies, so writing them in place leaves `source` intact."""
+    shutil.copytree(source, directory, copy_function=os.link)
+    for name in edited:
+        (directory / name).unlink()
+        shutil.copy(source / name, directory / name)
+    return directory

@@ -21,6 +21,7 @@ from ficoco_edge.export import check
 from ficoco_edge.export import onnx_graphs as og
 from ficoco_edge.export.fuse import fuse_file
 from ficoco_edge.export.quantize import check_quant, quantize_graph
+from ficoco_edge.export.shared_weights import WEIGHTS_FILE, share_weights
 from ficoco_edge.export.tensorrt import tensorrt_problems
 from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
 from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
@@ -145,7 +146,9 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
                    "stop_ids": list(vlm.prompt.stop_ids), "pad_id": vlm.prompt.pad_id,
                    "bos_token_id": vlm.prompt.bos_token_id},
         "preprocess": asdict(vlm.preprocess),
-        "graphs": {name: {"file": spec["file"], **checked["io"][name]} for name, spec in graphs.items()},
+        "graphs": {name: {"file": spec["file"], "weights_bytes": spec["weights_bytes"], **checked["io"][name]}
+                   for name, spec in graphs.items()},
+        "weights": WEIGHTS_FILE,
         "embed_tokens": "embed_tokens.npy", "embedding": embedding, "tokenizer": "tokenizer/tokenizer.json",
         "validation": {"fp32_max_abs_diff": checked["max_abs_diff"],
                        "tolerance": asdict(og.FP32_TOLERANCE)},
@@ -181,6 +184,9 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         step(f"quantizing {quant}" if quant != "fp32" else "hashing")
         agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target)
         step("hashing")
+        loaded = share_weights(staging, [spec["file"] for spec in graphs.values()])
+        for spec in graphs.values():
+            spec["weights_bytes"] = loaded[spec["file"]]
         names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
         files = file_hashes(staging, names)
         step("done")

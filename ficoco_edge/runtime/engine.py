@@ -105,9 +105,12 @@ class Runtime:
                                self.backend.kv_itemsize)
 
     def weight_bytes(self) -> int:
-        """Bytes of the graph files and embedding table the runtime holds."""
-        names = [g["file"] for g in self.manifest["graphs"].values()] + [self.manifest["embed_tokens"]]
-        return sum((self.directory / n).stat().st_size for n in names)
+        """Bytes the runtime loads: each graph with the weights it reads from the shared weights
+        file (every session holds its own copy), and the embedding table."""
+        graphs = self.manifest["graphs"].values()
+        files = sum((self.directory / n).stat().st_size for n in [g["file"] for g in graphs])
+        shared = sum(g.get("weights_bytes", 0) for g in graphs)  # 0 in exports written before the file
+        return files + shared + (self.directory / self.manifest["embed_tokens"]).stat().st_size
 
     def check_memory(self, text_tokens: int, max_new_tokens: int, limit_mb: float | None) -> None:
         """Refuse up front a request whose weights + KV cache exceed `limit_mb` (decimal MB)."""

@@ -25,6 +25,10 @@ def test_ort_generation_equals_patched_model(tiny_vlm, tmp_path, method, target)
     for graph in manifest["graphs"].values():
         onnx.checker.check_model(str(out / graph["file"]), full_check=True)
     assert read_manifest(out)["method"] == method
+    # prefill and decode hold the same LLM weights: the shared file stores them once
+    loaded = {name: graph["weights_bytes"] for name, graph in manifest["graphs"].items()}
+    stored = (out / manifest["weights"]).stat().st_size
+    assert loaded["decode"] > 0 and stored < sum(loaded.values()) - min(loaded["prefill"], loaded["decode"]) / 2
     model, image_id = tiny_vlm.model, tiny_vlm.model.config.image_token_id
     apply(model, method, schedule)
     ids = expand_image_tokens(torch.tensor([[3, 11, 12, image_id, 13, 14, 15]]), image_id, manifest["visual_tokens"])

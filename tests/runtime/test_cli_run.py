@@ -1,10 +1,9 @@
 """`ficoco-edge run` on an export: one answer, batch mode past bad lines, refused bad exports."""
 
 import json
-import shutil
 from pathlib import Path
 
-from tests.helpers import run_cli
+from tests.helpers import copy_export, run_cli
 from tests.runtime.conftest import needs_embedded
 
 pytestmark = needs_embedded
@@ -44,7 +43,7 @@ def test_batch_answers_the_good_lines_and_reports_the_bad(monkeypatch, capsys, e
 
 def test_corrupted_export_is_one_line(monkeypatch, capsys, embedded_exports, tmp_path):
     copy = tmp_path / "copy"
-    shutil.copytree(embedded_exports["none"], copy)
+    copy_export(embedded_exports["none"], copy, edited=["vision.onnx"])
     (copy / "vision.onnx").write_bytes(b"garbage")
     code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What?", "--export", str(copy))
     assert code == 2 and "sha256" in err and len(err.strip().splitlines()) == 1

@@ -2,7 +2,6 @@
 KV bytes equal the cost model, torch is never imported, and bad exports are refused."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ from ficoco_edge.errors import UsageError
 from ficoco_edge.eval.datasets import load_samples
 from ficoco_edge.models.llava import reduced
 from ficoco_edge.runtime import Runtime, Sampler
+from tests.helpers import copy_export
 from tests.runtime.conftest import METHODS, needs_embedded, schedule
 
 pytestmark = needs_embedded
@@ -97,7 +97,7 @@ def test_runs_an_export_without_torch(embedded_exports):
 
 def test_corrupted_or_incompatible_export_is_refused(embedded_exports, tmp_path):
     copy = tmp_path / "copy"
-    shutil.copytree(embedded_exports["ficoco-v"], copy)
+    copy_export(embedded_exports["ficoco-v"], copy, edited=["embed_tokens.npy", "manifest.json"])
     with open(copy / "embed_tokens.npy", "r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")

@@ -2,15 +2,16 @@
 cuda-python (tests/runtime/fake_trt.py); no TensorRT engine is built or run here."""
 
 import json
-import shutil
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.manifest import sha256
 from ficoco_edge.runtime import Runtime
+from tests.helpers import copy_export
 from tests.runtime import fake_trt
 from tests.runtime.conftest import needs_embedded
 
@@ -19,16 +20,31 @@ QUESTIONS = [("examples/red-triangle.png", "What color is the shape?"),
 
 
 def with_engines(source, directory):
-    """A copy of the export at `source` whose "engines" are its ONNX graphs (what FakeTensorRT loads)."""
-    shutil.copytree(source, directory)
+    """A copy of the export at `source` whose "engines" are its ONNX graphs with their weights inside
+    (what FakeTensorRT loads: like a real engine, one self-contained blob)."""
+    copy_export(source, directory)
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["engines"] = {}
     for name, graph in manifest["graphs"].items():
-        shutil.copy(directory / graph["file"], directory / f"{name}.engine")
+        (directory / f"{name}.engine").write_bytes(self_contained(directory / graph["file"]))
         manifest["engines"][name] = {"file": f"{name}.engine", "sha256": sha256(directory / f"{name}.engine")}
         manifest["files"][f"{name}.engine"] = manifest["engines"][name]["sha256"]
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return directory
+
+
+def self_contained(path):
+    """The serialized graph at `path` with its external weights read back in (onnx.load refuses the
+    hard-linked weights file of copy_export)."""
+    model = onnx.load(str(path), load_external_data=False)
+    weights = np.memmap(path.parent / "weights.bin", np.uint8, mode="r")
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            where = {entry.key: int(entry.value) for entry in tensor.external_data if entry.key != "location"}
+            tensor.raw_data = weights[where["offset"]:where["offset"] + where["length"]].tobytes()
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+    return model.SerializeToString()
 
 
 @needs_embedded
