@@ -32,14 +32,16 @@ def peak_rss_mb() -> float:
 def measure_ort(job: dict) -> dict:
     from ficoco_edge.runtime import Runtime
 
-    runtime = Runtime.load(job["export"], device="cpu", threads=job.get("threads"), verify=False)
+    runtime = Runtime.load(job["export"], device=job.get("device", "cpu"), threads=job.get("threads"), verify=False)
     run = lambda: runtime.answer(job["image"], job["question"], job["decode_tokens"] + 1, ignore_stop=True)  # noqa: E731
     run()  # warm-up: first calls allocate arenas
     results = [run() for _ in range(job["repeats"])]
     median = lambda key: statistics.median(getattr(r.timings, key) for r in results)  # noqa: E731
     return {"ttft_ms": median("ttft_ms"), "vision_ms": median("vision_ms"), "prefill_ms": median("prefill_ms"),
             "decode_tok_s": statistics.median(r.timings.decode_tok_s for r in results),
-            "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"]}
+            "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"],
+            "device": "cpu" if runtime.backend.providers[0] == "CPUExecutionProvider" else "cuda",
+            "kv_location": runtime.backend.kv_location}
 
 
 def measure_hf(job: dict) -> dict:
@@ -51,19 +53,23 @@ def measure_hf(job: dict) -> dict:
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
-    vlm = load(job["model"])
-    ids, mask = vlm.prompt_batch([job["question"]])
+    device = "cuda" if job.get("device", "cpu") != "cpu" and torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    vlm = load(job["model"], device)
+    ids, mask = (t.to(device) for t in vlm.prompt_batch([job["question"]]))
 
     def generate(new_tokens: int) -> tuple[float, float, object]:
         start = time.perf_counter()
-        pixels = vlm.pixels([open_image(job["image"])])
+        pixels = vlm.pixels([open_image(job["image"])]).to(device)
         with torch.inference_mode():
             tick = time.perf_counter()
             vlm.model.get_image_features(pixel_values=pixels)
+            sync()
             vision = time.perf_counter() - tick
             out = vlm.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, do_sample=False,
                                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=vlm.prompt.pad_id,
                                      return_dict_in_generate=True)
+            sync()
         return time.perf_counter() - start - vision, vision, out
 
     generate(1)
@@ -75,7 +81,7 @@ def measure_hf(job: dict) -> dict:
     kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     return {"ttft_ms": ttft * 1e3, "vision_ms": vision * 1e3, "prefill_ms": (ttft - vision) * 1e3,
             "decode_tok_s": job["decode_tokens"] / (total - ttft), "kv_bytes": kv,
-            "text_tokens": int(mask.sum() - (ids == vlm.prompt.image_token_id).sum())}
+            "text_tokens": int(mask.sum() - (ids == vlm.prompt.image_token_id).sum()), "device": device}
 
 
 def main() -> None:

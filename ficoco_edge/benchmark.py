@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ficoco_edge.errors import UsageError
 
-FIELDS = ("method", "budget_tflops", "quant", "backend", "visual_tokens", "ttft_ms", "vision_ms", "prefill_ms",
-          "decode_tok_s", "peak_rss_mb", "kv_bytes", "plan_tflops", "plan_llm_tflops")
+FIELDS = ("method", "budget_tflops", "quant", "backend", "device", "visual_tokens", "ttft_ms", "vision_ms", "prefill_ms",
+          "decode_tok_s", "peak_rss_mb", "kv_bytes", "kv_location", "plan_tflops", "plan_llm_tflops")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class BenchSettings:
     decode_tokens: int = 16
     repeats: int = 3
     threads: int | None = None
+    device: str = "auto"  # auto | cpu | cuda, for onnxruntime and the transformers row alike
 
 
 def parse_budgets(text: str) -> list[float | None]:
@@ -71,7 +72,7 @@ def measure(job: BenchJob, settings: BenchSettings) -> dict:
 
     method = settings.method if job.budget is not None else "none"
     spec = {"backend": job.backend, "image": settings.image, "question": settings.question, "model": settings.model,
-            "decode_tokens": settings.decode_tokens, "repeats": settings.repeats, "threads": settings.threads}
+            "decode_tokens": settings.decode_tokens, "repeats": settings.repeats, "threads": settings.threads, "device": settings.device}
     if job.backend == "ort":
         spec["export"] = str(cached_export(settings.model, method, job.budget, None, job.quant))
     done = subprocess.run([sys.executable, "-m", "ficoco_edge.bench_worker", json.dumps(spec)],
@@ -93,7 +94,7 @@ def table(rows: list[dict]) -> str:
     lines = ["  ".join(f"{h:>12}" for h in head)]
     for r in rows:
         cells = (r["method"], "none" if r["budget_tflops"] is None else f"{r['budget_tflops']:g}", r["quant"],
-                 r["backend"], r["visual_tokens"], f"{r['ttft_ms']:.1f}", f"{r['vision_ms']:.1f}",
+                 "/".join(filter(None, (r["backend"], r.get("device")))), r["visual_tokens"], f"{r['ttft_ms']:.1f}", f"{r['vision_ms']:.1f}",
                  f"{r['prefill_ms']:.1f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
                  f"{r['kv_bytes'] / 1e6:.2f}")
         lines.append("  ".join(f"{c:>12}" for c in cells))

@@ -105,6 +105,7 @@ def bench(
     decode_tokens: Annotated[int, typer.Option("--decode-tokens", help="tokens decoded after the first")] = 16,
     repeats: Annotated[int, typer.Option("--repeats", help="timed runs per row (median)")] = 3,
     threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (onnxruntime-gpu; transformers' row too)")] = "auto",
     fmt: FormatOpt = "table",
     out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here")] = None,
 ) -> None:
@@ -117,7 +118,9 @@ def bench(
         raise UsageError("--decode-tokens and --repeats must be >= 1")
     jobs = [BenchJob(b, q) for q in split_list(quants) for b in parse_budgets(budgets)]
     jobs += [BenchJob(None, "fp32", "hf")] if hf else []
-    settings = BenchSettings(model, method, image, question, decode_tokens, repeats, threads)
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; choose one of: auto, cpu, cuda")
+    settings = BenchSettings(model, method, image, question, decode_tokens, repeats, threads, device)
     progress = (lambda row: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}", err=True))
     rows = run_bench(jobs, settings, progress)
     if out is not None:

@@ -1,9 +1,9 @@
 """Backends that run an export's three graphs: onnxruntime (default) and PyTorch (reference, GPU);
-TensorRT engines in trt_backend.py.
+onnxruntime on a GPU with the KV cache in GPU memory in ort_device.py, TensorRT engines in trt_backend.py.
 
 Every backend offers the same calls, numpy in and numpy logits out; KV caches stay in the
 backend's own memory (numpy arrays for onnxruntime on the CPU, torch tensors on the torch device,
-CUDA buffers for TensorRT):
+CUDA buffers for onnxruntime on a GPU and for TensorRT):
 
     vision(pixel_values (1, 3, H, W))                  -> image_embeds (1, n_v, hidden)
     prefill(inputs_embeds (1, S, hidden), image_start) -> logits (V,), [key_0, value_0, ...] (1, kvh, S_l, d)
@@ -58,6 +58,7 @@ class OrtBackend:
     """onnxruntime sessions over the export's vision / prefill / decode graphs."""
 
     name = "onnxruntime"
+    kv_location = "host"  # numpy caches; ort_device.OrtDeviceBackend keeps them in GPU memory
 
     def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None):
         import onnxruntime as ort

@@ -198,7 +198,9 @@ def open_backend(directory: Path, manifest: dict, backend: str, device: str, thr
     from ficoco_edge.runtime import backends
 
     if backend == "ort":
-        opened = backends.OrtBackend(directory, manifest, device, threads)
+        from ficoco_edge.runtime.ort_device import open_ort
+
+        opened = open_ort(directory, manifest, device, threads)
     elif backend == "torch":
         opened = backends.TorchBackend(manifest, "cpu" if device == "auto" else device, dtype, model)
     elif backend == "trt":

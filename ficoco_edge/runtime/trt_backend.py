@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.runtime.cuda import Cuda, DeviceArray, import_cudart, write_slots
 from ficoco_edge.runtime.kv import KVCache
 
 GET_TENSORRT = ("the TensorRT backend needs the `tensorrt` Python package: JetPack provides it on Jetson; on an x86 "
                 "machine with an NVIDIA GPU `pip install tensorrt`; or use --backend ort")
-GET_CUDA = ("the TensorRT backend needs CUDA memory from cuda-python: `pip install cuda-python` (matching your CUDA "
-            "major version), or use --backend ort")
 
 
 def import_trt_and_cuda():
@@ -27,75 +26,7 @@ def import_trt_and_cuda():
         import tensorrt
     except (ImportError, OSError):  # OSError: the package is there but libnvinfer is not
         raise UsageError(GET_TENSORRT) from None
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise UsageError(GET_CUDA) from None
-    return tensorrt, cudart
-
-
-class Cuda:
-    """The few CUDA runtime calls the backend needs, with errors checked."""
-
-    def __init__(self, cudart):
-        self.rt = cudart
-        self.stream = self.call(cudart.cudaStreamCreate())
-
-    def call(self, result):
-        err, *values = result if isinstance(result, tuple) else (result,)
-        if err != self.rt.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"CUDA error {err}")
-        return values[0] if len(values) == 1 else None
-
-    def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
-        self.call(self.rt.cudaMemcpy(dst, src, nbytes, getattr(self.rt.cudaMemcpyKind, f"cudaMemcpy{kind}")))
-
-    def copy_2d(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int) -> None:
-        self.call(self.rt.cudaMemcpy2D(dst, dpitch, src, spitch, width, height,
-                                       self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice))
-
-    def sync(self) -> None:
-        self.call(self.rt.cudaStreamSynchronize(self.stream))
-
-
-class DeviceArray:
-    """A C-contiguous CUDA buffer of `shape` and numpy `dtype`; freed with the object."""
-
-    def __init__(self, cuda: Cuda, shape: tuple[int, ...], dtype):
-        self.cuda, self.shape, self.dtype = cuda, tuple(int(d) for d in shape), np.dtype(dtype)
-        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.ptr = cuda.call(cuda.rt.cudaMalloc(max(self.nbytes, 1)))
-
-    @classmethod
-    def from_numpy(cls, cuda: Cuda, array: np.ndarray) -> "DeviceArray":
-        array = np.ascontiguousarray(array)
-        out = cls(cuda, array.shape, array.dtype)
-        cuda.copy(out.ptr, array.ctypes.data, out.nbytes, "HostToDevice")
-        return out
-
-    def zero(self) -> "DeviceArray":
-        self.cuda.call(self.cuda.rt.cudaMemset(self.ptr, 0, self.nbytes))
-        return self
-
-    def numpy(self) -> np.ndarray:
-        out = np.empty(self.shape, self.dtype)
-        self.cuda.copy(out.ctypes.data, self.ptr, self.nbytes, "DeviceToHost")
-        return out
-
-    def __del__(self):
-        if getattr(self, "ptr", None):
-            self.cuda.rt.cudaFree(self.ptr)
-
-
-def write_slots(dst: DeviceArray, at: int, src: DeviceArray) -> None:
-    """dst (1, kvh, C, d)[:, :, at:at + n] = src (1, kvh, n, d), on the device: kvh rows of n*d values."""
-    _, kvh, capacity, d = dst.shape
-    item = dst.dtype.itemsize
-    n = src.shape[2]
-    dst.cuda.copy_2d(dst.ptr + at * d * item, capacity * d * item, src.ptr, n * d * item, n * d * item, kvh)
+    return tensorrt, import_cudart()
 
 
 class TrtBackend:

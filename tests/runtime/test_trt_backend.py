@@ -67,7 +67,8 @@ def test_trt_backend_answers_like_onnxruntime(monkeypatch, embedded_exports, tmp
 
 def test_missing_engines_tensorrt_or_cuda_python(monkeypatch, tmp_path):
     manifest = {"engines": {"vision": {"file": "vision.engine"}}}
-    from ficoco_edge.runtime.trt_backend import GET_CUDA, GET_TENSORRT, TrtBackend
+    from ficoco_edge.runtime.cuda import GET_CUDA
+    from ficoco_edge.runtime.trt_backend import GET_TENSORRT, TrtBackend
 
     with pytest.raises(UsageError, match="build-engine"):
         TrtBackend(tmp_path, {})
@@ -85,7 +86,7 @@ def test_missing_engines_tensorrt_or_cuda_python(monkeypatch, tmp_path):
 
 def test_write_slots_is_a_strided_device_copy(monkeypatch):
     from ficoco_edge.runtime.kv import assign_slots
-    from ficoco_edge.runtime.trt_backend import Cuda, DeviceArray, write_slots
+    from ficoco_edge.runtime.cuda import Cuda, DeviceArray, write_slots
 
     cuda = Cuda(fake_trt.install(monkeypatch))
     rng = np.random.default_rng(0)

@@ -1,0 +1,89 @@
+"""CUDA memory for the GPU backends, through cuda-python's runtime module: device buffers and the
+strided device-to-device copy that writes new keys/values into their KV-cache slots. Used by the
+TensorRT backend (trt_backend.py) and by onnxruntime on a GPU (ort_device.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ficoco_edge.errors import UsageError
+
+GET_CUDA = ("a KV cache on the GPU needs CUDA memory from cuda-python: `pip install cuda-python` (matching your CUDA "
+            "major version), or use --device cpu")
+
+
+def import_cudart():
+    """cuda-python's runtime module, or a UsageError saying what to install."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            raise UsageError(GET_CUDA) from None
+    return cudart
+
+
+class Cuda:
+    """The few CUDA runtime calls the backend needs, with errors checked."""
+
+    def __init__(self, cudart):
+        self.rt = cudart
+        self.stream = self.call(cudart.cudaStreamCreate())
+
+    def call(self, result):
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if err != self.rt.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"CUDA error {err}")
+        return values[0] if len(values) == 1 else None
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
+        self.call(self.rt.cudaMemcpy(dst, src, nbytes, getattr(self.rt.cudaMemcpyKind, f"cudaMemcpy{kind}")))
+
+    def copy_2d(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int) -> None:
+        self.call(self.rt.cudaMemcpy2D(dst, dpitch, src, spitch, width, height,
+                                       self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice))
+
+    def zero(self, ptr: int, nbytes: int) -> None:
+        self.call(self.rt.cudaMemset(ptr, 0, nbytes))
+
+    def sync(self) -> None:
+        self.call(self.rt.cudaStreamSynchronize(self.stream))
+
+
+class DeviceArray:
+    """A C-contiguous CUDA buffer of `shape` and numpy `dtype`; freed with the object."""
+
+    def __init__(self, cuda: Cuda, shape: tuple[int, ...], dtype):
+        self.cuda, self.shape, self.dtype = cuda, tuple(int(d) for d in shape), np.dtype(dtype)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self.ptr = cuda.call(cuda.rt.cudaMalloc(max(self.nbytes, 1)))
+
+    @classmethod
+    def from_numpy(cls, cuda: Cuda, array: np.ndarray) -> "DeviceArray":
+        array = np.ascontiguousarray(array)
+        out = cls(cuda, array.shape, array.dtype)
+        cuda.copy(out.ptr, array.ctypes.data, out.nbytes, "HostToDevice")
+        return out
+
+    def zero(self) -> "DeviceArray":
+        self.cuda.zero(self.ptr, self.nbytes)
+        return self
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.shape, self.dtype)
+        self.cuda.copy(out.ctypes.data, self.ptr, self.nbytes, "DeviceToHost")
+        return out
+
+    def __del__(self):
+        if getattr(self, "ptr", None):
+            self.cuda.rt.cudaFree(self.ptr)
+
+
+def write_slots(dst, at: int, src) -> None:
+    """dst (1, kvh, C, d)[:, :, at:at + n] = src (1, kvh, n, d), on the device: kvh rows of n*d values.
+    dst and src: device buffers with .cuda, .ptr, .shape and .dtype (DeviceArray, or ort_device's view)."""
+    _, kvh, capacity, d = dst.shape
+    item = dst.dtype.itemsize
+    n = src.shape[2]
+    dst.cuda.copy_2d(dst.ptr + at * d * item, capacity * d * item, src.ptr, n * d * item, n * d * item, kvh)
