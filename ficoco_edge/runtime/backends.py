@@ -28,10 +28,23 @@ def ort_providers(device: str, available: list[str]) -> list[str]:
     """Execution providers for `device`: auto prefers TensorRT, then CUDA, then the CPU."""
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r} for onnxruntime; choose one of: {', '.join(DEVICES)}")
-    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available
+           and (p != "TensorrtExecutionProvider" or tensorrt_loadable())]
     if device == "cuda" and not gpu:
         raise UsageError("this onnxruntime has no CUDA or TensorRT provider; install onnxruntime-gpu or use --device cpu")
     return ([] if device == "cpu" else gpu) + ["CPUExecutionProvider"]
+
+
+def tensorrt_loadable() -> bool:
+    """Whether TensorRT's library loads: onnxruntime-gpu lists its TensorRT provider either way, and
+    without the library every session falls back to CUDA after printing an error."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvinfer.so.10")
+    except OSError:
+        return False
+    return True
 
 
 def session_options(ort, threads: int | None):
@@ -65,6 +78,8 @@ class OrtBackend:
 
         options = session_options(ort, threads)
         self.providers = ort_providers(device, ort.get_available_providers())
+        if self.providers[0] != "CPUExecutionProvider":  # "onnxruntime-cuda": where it runs, on the status line
+            self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
         self.sessions = {name: ort.InferenceSession(str(Path(directory) / spec["file"]), options,
                                                     providers=self.providers)
                          for name, spec in manifest["graphs"].items()}

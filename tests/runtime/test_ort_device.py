@@ -77,3 +77,20 @@ def test_open_ort_keeps_numpy_caches_on_the_cpu_or_without_cuda_python(monkeypat
     assert made == ["host", "device", "host"]
     with pytest.raises(Exception, match="unknown device"):
         open_ort(tmp_path, {}, "tpu", None)
+
+
+def test_tensorrt_provider_only_when_its_library_loads(monkeypatch):
+    import ctypes
+
+    from ficoco_edge.runtime.backends import ort_providers
+
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert ort_providers("auto", listed) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    assert ort_providers("auto", listed) == listed
+    assert ort_providers("cpu", listed) == ["CPUExecutionProvider"]

@@ -30,5 +30,8 @@ def test_cuda_answers_like_the_cpu(embedded_exports, method):
         # fp32 on both; GPU kernels sum in another order: the same greedy tokens, or a tie broken late
         same = sum(a == b for a, b in zip(got.token_ids, want.token_ids))
         assert same >= min(len(want.token_ids), 8), (got.text, want.text)
-    embeds = np.zeros((1, 30, cpu.manifest["llm"]["hidden"]), np.float32)
-    np.testing.assert_allclose(gpu.backend.prefill(embeds, 3)[0], cpu.backend.prefill(embeds, 3)[0], atol=2e-3)
+    span = cpu.manifest["visual_tokens"]  # FiCoCo-L's filter needs the whole image span in the prompt
+    embeds = np.random.default_rng(0).standard_normal((1, span + 20, cpu.manifest["llm"]["hidden"])).astype(np.float32)
+    got, want = gpu.backend.prefill(embeds, 3)[0], cpu.backend.prefill(embeds, 3)[0]
+    # onnxruntime's CUDA provider multiplies fp32 matrices in TF32 (10-bit mantissa) by default
+    assert got.argmax() == want.argmax() and np.abs(got - want).max() < 0.1 * want.std()
