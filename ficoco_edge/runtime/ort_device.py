@@ -99,6 +99,6 @@ def open_ort(directory: Path, manifest: dict, device: str, threads: int | None) 
         return OrtBackend(directory, manifest, device, threads)
     try:
         cuda = Cuda(import_cudart())
-    except UsageError:
+    except (UsageError, RuntimeError):  # no cuda-python, or no usable GPU behind onnxruntime-gpu's list
         return OrtBackend(directory, manifest, device, threads)
     return OrtDeviceBackend(directory, manifest, device, threads, cuda)

@@ -74,7 +74,9 @@ def test_open_ort_keeps_numpy_caches_on_the_cpu_or_without_cuda_python(monkeypat
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime"):
         monkeypatch.setitem(sys.modules, name, None)
     open_ort(tmp_path, {}, "cuda", None)
-    assert made == ["host", "device", "host"]
+    fake_trt.install(monkeypatch).cudaStreamCreate = lambda: (100, None)  # CUDA error: no device
+    open_ort(tmp_path, {}, "auto", None)
+    assert made == ["host", "device", "host", "host"]
     with pytest.raises(Exception, match="unknown device"):
         open_ort(tmp_path, {}, "tpu", None)
 
