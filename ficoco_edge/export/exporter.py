@@ -141,7 +141,8 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
         "visual_tokens": image_tokens_for(vlm.model), "llm_visual_tokens_per_layer": per_layer,
         "schedule": asdict(schedule),
         "llm": {"layers": arch.layers, "hidden": arch.hidden, "kv_heads": arch.kv_heads,
-                "head_dim": arch.head_dim, "vocab": arch.vocab},
+                "head_dim": arch.head_dim, "vocab": arch.vocab,
+                "max_positions": find_parts(vlm.model).llm.config.max_position_embeddings},
         "prompt": {"template": vlm.prompt.template, "image_token_id": vlm.prompt.image_token_id,
                    "stop_ids": list(vlm.prompt.stop_ids), "pad_id": vlm.prompt.pad_id,
                    "bos_token_id": vlm.prompt.bos_token_id},
@@ -171,7 +172,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         bar.set_postfix_str("tracing")
         example = example_inputs(vlm, image_tokens)
         opset = og.TRT_OPSET if target == "trt" else og.OPSET
-        graphs = og.export_all(model, image_tokens, layers, staging, example, opset, span_only=target == "trt")
+        graphs = og.export_all(model, image_tokens, layers, staging, example, opset, span_only=target == "trt",
+                               fused_rope=target == "ort")
         if target == "trt":  # TensorRT needs constant TopK K / Slice axes: fold what static shapes allow
             og.fold_constants(staging / graphs["vision"]["file"])
             og.fold_static_shapes(staging / graphs["prefill"]["file"])

@@ -23,6 +23,7 @@ from torch import nn
 
 from ficoco_edge.models.llava import find_parts
 from ficoco_edge.models.patch_llm import LLMStep, ReducingLlamaDecoderLayer, TokenTrack, _gather_rotary
+from ficoco_edge.export.rope import FusedRope, SplitRope, rope_tables
 from ficoco_edge.reduction.compress import apply_plan, gather_tokens
 from ficoco_edge.reduction.methods import plan_llm_step
 
@@ -34,36 +35,38 @@ def causal_bias(s: int | torch.Tensor, dtype: torch.dtype, device) -> torch.Tens
     return torch.where(idx[None, :] > idx[:, None], torch.finfo(dtype).min, 0.0).to(dtype)
 
 
-def rotary_for_heads(rotary) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (1, s, d) -> (1, s, 1, d), broadcasting over the heads of a (1, s, heads, d) tensor."""
-    return rotary[0].unsqueeze(2), rotary[1].unsqueeze(2)
+class Rope:
+    """The graph's RoPE at given token positions: fused (onnxruntime's op over cos/sin tables of
+    the model's positions) or split into standard ops (TensorRT, or a RoPE the op cannot express)."""
+
+    def __init__(self, llm, fused: bool):
+        self.llm = llm
+        self.tables = rope_tables(llm.rotary_emb, llm.config.max_position_embeddings) if fused else None
+
+    def at(self, like: torch.Tensor, positions: torch.Tensor):
+        """positions (1, s) int64 -> a callable x (1, s, heads * d), heads, d -> (1, s, heads, d)."""
+        if self.tables is not None:
+            return FusedRope(positions, self.tables)
+        return SplitRope(*self.llm.rotary_emb(like, positions))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on x (1, s, heads, d), halves split at the static d // 2."""
-    half = x.shape[-1] // 2
-    if torch.jit.is_tracing():
-        half = int(half)
-    rotated = torch.cat((-x[..., half:], x[..., :half]), -1)
-    return x * cos + rotated * sin
-
-
-def attend(attn, normed: torch.Tensor, rotary, bias: torch.Tensor, past=None):
+def attend(attn, normed: torch.Tensor, rope, bias: torch.Tensor, past=None):
     """One attention block with grouped-query heads broadcast instead of repeated.
 
-    normed (1, s, H); rotary: cos, sin (1, s, 1, d); bias: additive (s, S) with S = past + s;
+    normed (1, s, H); rope: Rope.at(...) for these s tokens; bias: additive (s, S) with S = past + s;
     past: key, value (1, kvh, P, d) -> output (1, s, H), this call's key, value (1, kvh, s, d).
     Head i reads key/value head i // g (g = heads / kvh), as repeat_kv orders them; every reshape
-    has static sizes except the token axis, which keeps the exported graph small.
+    has static sizes except the token axis, which keeps the exported graph small. The scores are
+    scaled after the product, as transformers does (onnxruntime folds it into the MatMul).
     """
     d, kvh = attn.head_dim, attn.config.num_key_value_heads
     g = attn.num_key_value_groups
-    q = _rotate(attn.q_proj(normed).view(1, -1, kvh * g, d), *rotary) * attn.scaling
-    k = _rotate(attn.k_proj(normed).view(1, -1, kvh, d), *rotary).transpose(1, 2)
+    q = rope(attn.q_proj(normed), kvh * g, d)
+    k = rope(attn.k_proj(normed), kvh, d).transpose(1, 2)
     v = attn.v_proj(normed).view(1, -1, kvh, d).transpose(1, 2)
     keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
     q = q.view(1, -1, kvh, g, d).permute(0, 2, 3, 1, 4)  # (1, kvh, g, s, d)
-    scores = q @ keys.unsqueeze(2).transpose(-1, -2) + bias  # (1, kvh, g, s, S)
+    scores = (q @ keys.unsqueeze(2).transpose(-1, -2)) * attn.scaling + bias  # (1, kvh, g, s, S)
     weights = torch.softmax(scores.float(), -1).to(q.dtype)  # fp32 softmax, as transformers' eager attention
     out = (weights @ values.unsqueeze(2)).permute(0, 3, 1, 2, 4).reshape(1, -1, kvh * g * d)
     return attn.o_proj(out), k, v
@@ -107,29 +110,33 @@ class VisionGraph(nn.Module):
 
 
 class PrefillGraph(nn.Module):
-    def __init__(self, model, image_tokens: int, span_only: bool = False):
+    """span_only: reduce by index arithmetic around the image span (TensorRT); fused_rope: RoPE as
+    onnxruntime's RotaryEmbedding op (rope.py)."""
+
+    def __init__(self, model, image_tokens: int, span_only: bool = False, fused_rope: bool = False):
         super().__init__()
         self.model, self.image_tokens = model, image_tokens
         self.track = SpanTokenTrack if span_only else TokenTrack
+        self.rope = Rope(find_parts(model).llm, fused_rope)
 
     def forward(self, inputs_embeds: torch.Tensor, image_start: torch.Tensor):
         llm = find_parts(self.model).llm
         s = inputs_embeds.shape[1]
         positions = torch.arange(s, device=inputs_embeds.device).unsqueeze(0)
-        rotary = llm.rotary_emb(inputs_embeds, positions)
+        rotary = llm.rotary_emb(inputs_embeds, positions)  # (cos, sin) for the reducing layer's scores
         span = (positions >= image_start) & (positions < image_start + self.image_tokens)
         track = self.track(span, self.image_tokens, None)
-        layer_rotary, bias = rotary_for_heads(rotary), causal_bias(s, inputs_embeds.dtype, inputs_embeds.device)
+        rope, bias = self.rope.at(inputs_embeds, positions), causal_bias(s, inputs_embeds.dtype, inputs_embeds.device)
         hidden, caches = inputs_embeds, []
         for layer in llm.layers:
             normed = layer.input_layernorm(hidden)
-            out, k, v = attend(layer.self_attn, normed, layer_rotary, bias)
+            out, k, v = attend(layer.self_attn, normed, rope, bias)
             hidden = hidden + out
             if isinstance(layer, ReducingLlamaDecoderLayer):
                 scores = track.scores(layer.self_attn, normed, _gather_rotary(rotary, track.kept) if track.reduced else rotary)
                 hidden = track.reduce(hidden, scores, layer.ficoco_step)
                 # kept tokens keep their original positions and order: causal among themselves
-                layer_rotary = rotary_for_heads(_gather_rotary(rotary, track.kept))
+                rope = self.rope.at(inputs_embeds, track.kept)
                 bias = causal_bias(hidden.shape[1], hidden.dtype, hidden.device)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             caches += [k, v]
@@ -138,20 +145,21 @@ class PrefillGraph(nn.Module):
 
 
 class DecodeGraph(nn.Module):
-    def __init__(self, model):
+    def __init__(self, model, fused_rope: bool = False):
         super().__init__()
         self.model = model
+        self.rope = Rope(find_parts(model).llm, fused_rope)
 
     def forward(self, inputs_embeds: torch.Tensor, position: torch.Tensor, past_lengths: torch.Tensor, *past):
         llm = find_parts(self.model).llm
-        rotary = rotary_for_heads(llm.rotary_emb(inputs_embeds, position))
+        rope = self.rope.at(inputs_embeds, position)
         hidden, new = inputs_embeds, []
         for i, layer in enumerate(llm.layers):
             past_k, past_v = past[2 * i], past[2 * i + 1]
             slots = torch.arange(past_k.shape[2] + 1, device=hidden.device)
             visible = (slots < past_lengths[i]) | (slots == past_k.shape[2])  # filled slots + this token
             bias = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
-            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rotary, bias, (past_k, past_v))
+            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rope, bias, (past_k, past_v))
             hidden = hidden + out
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             new += [k, v]

@@ -39,32 +39,35 @@ def layer_names(prefix: str, layers: int) -> list[str]:
 
 
 def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-                 dynamic: dict[str, dict[int, str]], opset: int = OPSET) -> None:
+                 dynamic: dict[str, dict[int, str]], opset: int = OPSET, contrib_ops: bool = False) -> None:
+    """contrib_ops: the module emits com.microsoft ops (onnxruntime's contrib domain, version 1)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and checked below
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+                          opset_version=opset, dynamo=False, do_constant_folding=True,
+                          custom_opsets={"com.microsoft": 1} if contrib_ops else None)
 
 
 def export_all(model, image_tokens: int, layers: int, out: Path, example: dict, opset: int = OPSET,
-               span_only: bool = False) -> dict[str, dict]:
+               span_only: bool = False, fused_rope: bool = False) -> dict[str, dict]:
     """Write vision.onnx, prefill.onnx, decode.onnx; returns {graph: {"file", "inputs", "outputs"}}.
-    span_only: prefill reduces with index arithmetic around the image span (TensorRT, graphs.py)."""
+    span_only: prefill reduces with index arithmetic around the image span (TensorRT, graphs.py);
+    fused_rope: RoPE as onnxruntime's com.microsoft.RotaryEmbedding (export/rope.py)."""
     keys = layer_names("", layers)
     past = layer_names("past_", layers)
     specs = {
         "vision": (VisionGraph(model), (example["pixel_values"],), ["pixel_values"], ["image_embeds"], {}),
-        "prefill": (PrefillGraph(model, image_tokens, span_only), (example["inputs_embeds"], example["image_start"]),
+        "prefill": (PrefillGraph(model, image_tokens, span_only, fused_rope), (example["inputs_embeds"], example["image_start"]),
                     ["inputs_embeds", "image_start"], ["logits", *keys],
                     {"inputs_embeds": {1: "sequence"}, **{k: {2: f"length_{k.split('_')[1]}"} for k in keys}}),
-        "decode": (DecodeGraph(model), (example["token_embeds"], example["position"], example["past_lengths"],
+        "decode": (DecodeGraph(model, fused_rope), (example["token_embeds"], example["position"], example["past_lengths"],
                                         *example["past"]),
                    ["inputs_embeds", "position", "past_lengths", *past], ["logits", *layer_names("new_", layers)],
                    {p: {2: f"capacity_{p.split('_')[2]}"} for p in past}),
     }
     graphs = {}
     for name, (module, args, inputs, outputs, dynamic) in specs.items():
-        export_graph(module, args, out / f"{name}.onnx", inputs, outputs, dynamic, opset)
+        export_graph(module, args, out / f"{name}.onnx", inputs, outputs, dynamic, opset, fused_rope and name != "vision")
         graphs[name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs}
     return graphs
 

@@ -112,6 +112,14 @@ class Runtime:
         shared = sum(g.get("weights_bytes", 0) for g in graphs)  # 0 in exports written before the file
         return files + shared + (self.directory / self.manifest["embed_tokens"]).stat().st_size
 
+    def check_positions(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a request whose last token would sit past the model's positions (its RoPE table
+        in the graphs ends there; exports made before 0.4.0 do not record it)."""
+        limit = self.manifest["llm"].get("max_positions")
+        if limit is not None and prompt_tokens + max_new_tokens > limit:
+            raise UsageError(f"the prompt ({prompt_tokens} tokens with the image) + --max-new-tokens {max_new_tokens} "
+                             f"exceeds the model's {limit} positions; ask for fewer new tokens")
+
     def check_memory(self, text_tokens: int, max_new_tokens: int, limit_mb: float | None) -> None:
         """Refuse up front a request whose weights + KV cache exceed `limit_mb` (decimal MB)."""
         if limit_mb is None:
@@ -133,6 +141,7 @@ class Runtime:
         ids = self.prompt_ids(question)
         n_text = len(ids) - self.manifest["visual_tokens"]
         self.check_memory(n_text, max_new_tokens, memory_limit_mb)
+        self.check_positions(len(ids), max_new_tokens)
         picture = image if isinstance(image, Image.Image) else open_image(image)
         timings = Timings()
         embeds, image_start = self._prompt_embeds(ids, self.preprocess([picture]), timings)
