@@ -3,7 +3,8 @@
     python -m ficoco_edge.bench_worker '{"backend": "ort", "export": DIR, "image": ..., ...}'
 
 prints one JSON object: ttft_ms, vision_ms, prefill_ms (medians over `repeats`), decode_tok_s
-(exactly `decode_tokens` tokens after the first, stop tokens ignored), peak_rss_mb, kv_bytes.
+(exactly `decode_tokens` tokens after the first, stop tokens ignored), peak_rss_mb, kv_bytes, and
+`samples`: every timed value, which `ficoco-edge bench --rounds` pools across processes.
 The onnxruntime worker imports no torch; the "hf" worker runs transformers' generate on the
 unreduced PyTorch model, which is what users run without this toolkit.
 """
@@ -29,6 +30,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; bytes on macOS
 
 
+SAMPLED = ("ttft_ms", "vision_ms", "prefill_ms", "decode_tok_s")
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 def measure_ort(job: dict) -> dict:
     from ficoco_edge.runtime import Runtime
 
@@ -36,10 +44,8 @@ def measure_ort(job: dict) -> dict:
     run = lambda: runtime.answer(job["image"], job["question"], job["decode_tokens"] + 1, ignore_stop=True)  # noqa: E731
     run()  # warm-up: first calls allocate arenas
     results = [run() for _ in range(job["repeats"])]
-    median = lambda key: statistics.median(getattr(r.timings, key) for r in results)  # noqa: E731
-    return {"ttft_ms": median("ttft_ms"), "vision_ms": median("vision_ms"), "prefill_ms": median("prefill_ms"),
-            "decode_tok_s": statistics.median(r.timings.decode_tok_s for r in results),
-            "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"],
+    samples = {key: [getattr(r.timings, key) for r in results] for key in SAMPLED}
+    return {**medians(samples), "samples": samples, "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"],
             "device": "cpu" if runtime.backend.providers[0] == "CPUExecutionProvider" else "cuda",
             "kv_location": runtime.backend.kv_location}
 
@@ -76,11 +82,11 @@ def measure_hf(job: dict) -> dict:
     firsts = [generate(1) for _ in range(job["repeats"])]
     total, _, out = generate(job["decode_tokens"] + 1)
     ttft = statistics.median(f[0] for f in firsts)
-    vision = statistics.median(f[1] for f in firsts)
     cache = out.past_key_values
     kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
-    return {"ttft_ms": ttft * 1e3, "vision_ms": vision * 1e3, "prefill_ms": (ttft - vision) * 1e3,
-            "decode_tok_s": job["decode_tokens"] / (total - ttft), "kv_bytes": kv,
+    samples = {"ttft_ms": [f[0] * 1e3 for f in firsts], "vision_ms": [f[1] * 1e3 for f in firsts],
+               "prefill_ms": [(f[0] - f[1]) * 1e3 for f in firsts], "decode_tok_s": [job["decode_tokens"] / (total - ttft)]}
+    return {**medians(samples), "samples": samples, "kv_bytes": kv,
             "text_tokens": int(mask.sum() - (ids == vlm.prompt.image_token_id).sum()), "device": device}
 
 

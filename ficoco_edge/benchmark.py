@@ -1,13 +1,15 @@
 """`ficoco-edge bench`: time to first token, stage times, decode speed, peak RSS and KV bytes of the
 runtime at several budgets and quantizations, plus transformers' own generate as the baseline.
 
-Each configuration runs in a fresh process (`ficoco_edge.bench_worker`) so its peak RSS is its own.
+Each configuration runs in a fresh process (`ficoco_edge.bench_worker`) so its peak RSS is its own;
+with `--rounds N` every configuration is measured N times, interleaved, and the samples pooled.
 Exports come from the cache (`ficoco-edge run`'s), made on first use.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ class BenchSettings:
     question: str = "What color is the shape?"
     decode_tokens: int = 16
     repeats: int = 3
+    rounds: int = 1  # every job measured once per round, in turn (run_bench)
     threads: int | None = None
     device: str = "auto"  # auto | cpu | cuda, for onnxruntime and the transformers row alike
 
@@ -54,16 +57,30 @@ def parse_budgets(text: str) -> list[float | None]:
 
 
 def run_bench(jobs: list[BenchJob], settings: BenchSettings, on_row=None) -> list[dict]:
-    """Measure every job in its own process; on_row(row) is called as each finishes."""
+    """Measure every job in its own process, all jobs once per round, `settings.rounds` rounds: on a
+    machine whose speed drifts over minutes every row then samples the same stretches of time, so
+    ratios between rows are not skewed by when each ran. on_row(row, round) sees each measurement."""
     if not Path(settings.image).is_file():
         raise UsageError(f"image {settings.image} not found")
-    rows = []
-    for job in jobs:
-        row = measure(job, settings)
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return rows
+    measured = [[] for _ in jobs]
+    for round_ in range(settings.rounds):
+        for job, rows in zip(jobs, measured):
+            rows.append(measure(job, settings))
+            if on_row is not None:
+                on_row(rows[-1], round_)
+    return [pool(rows) for rows in measured]
+
+
+def pool(rows: list[dict]) -> dict:
+    """One row from a job's rounds: medians over every round's samples, the largest peak RSS."""
+    from ficoco_edge.bench_worker import SAMPLED
+
+    pooled = {k: v for k, v in rows[0].items() if k != "samples"}
+    for key in SAMPLED:
+        pooled[key] = statistics.median(v for row in rows for v in row["samples"][key])
+    pooled["peak_rss_mb"] = max(row["peak_rss_mb"] for row in rows)
+    pooled["rounds"] = len(rows)
+    return pooled
 
 
 def measure(job: BenchJob, settings: BenchSettings) -> dict:
@@ -82,7 +99,7 @@ def measure(job: BenchJob, settings: BenchSettings) -> dict:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     plan = make_plan(settings.model, method, job.budget, text_tokens=result["text_tokens"])
     return {"method": method, "budget_tflops": job.budget, "quant": job.quant, "backend": job.backend,
-            "visual_tokens": plan["visual_tokens_out"], **{k: result[k] for k in FIELDS if k in result},
+            "visual_tokens": plan["visual_tokens_out"], **{k: result[k] for k in (*FIELDS, "samples") if k in result},
             "plan_tflops": plan["tflops"], "plan_llm_tflops": plan["physical"]["llm_tflops"],
             "text_tokens": result["text_tokens"]}
 

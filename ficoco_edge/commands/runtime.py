@@ -103,7 +103,8 @@ def bench(
     image: Annotated[str, typer.Option("--image", help="image file")] = "examples/red-triangle.png",
     question: Annotated[str, typer.Option("--question", help="prompt question")] = "What color is the shape?",
     decode_tokens: Annotated[int, typer.Option("--decode-tokens", help="tokens decoded after the first")] = 16,
-    repeats: Annotated[int, typer.Option("--repeats", help="timed runs per row (median)")] = 3,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed runs per row and round (median)")] = 3,
+    rounds: Annotated[int, typer.Option("--rounds", help="measure every row this many times, interleaved; samples pooled")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (onnxruntime-gpu; transformers' row too)")] = "auto",
     fmt: FormatOpt = "table",
@@ -114,14 +115,15 @@ def bench(
     from ficoco_edge.eval.report import write_json
 
     check_format(fmt)
-    if decode_tokens < 1 or repeats < 1:
-        raise UsageError("--decode-tokens and --repeats must be >= 1")
+    if decode_tokens < 1 or repeats < 1 or rounds < 1:
+        raise UsageError("--decode-tokens, --repeats and --rounds must be >= 1")
     jobs = [BenchJob(b, q) for q in split_list(quants) for b in parse_budgets(budgets)]
     jobs += [BenchJob(None, "fp32", "hf")] if hf else []
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose one of: auto, cpu, cuda")
-    settings = BenchSettings(model, method, image, question, decode_tokens, repeats, threads, device)
-    progress = (lambda row: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}", err=True))
+    settings = BenchSettings(model, method, image, question, decode_tokens, repeats, rounds, threads, device)
+    progress = (lambda row, r: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}"
+                                          f" (round {r + 1}/{rounds})", err=True))
     rows = run_bench(jobs, settings, progress)
     if out is not None:
         write_json(rows, out)

@@ -70,6 +70,16 @@ def test_memory_limit_refuses_up_front(embedded_exports):
     assert runtime.answer("examples/red-triangle.png", "What color?", 4, memory_limit_mb=needed * 1.1).text
 
 
+def test_positions_past_the_rope_table_are_refused(embedded_vlm, embedded_exports):
+    runtime = Runtime.load(embedded_exports["ficoco-v"], device="cpu")
+    limit = runtime.manifest["llm"]["max_positions"]
+    assert limit == embedded_vlm.model.config.text_config.max_position_embeddings
+    prompt = len(runtime.prompt_ids("What color is the shape?"))
+    with pytest.raises(UsageError, match=f"exceeds the model's {limit} positions"):
+        runtime.answer("examples/red-triangle.png", "What color is the shape?", limit - prompt + 1)
+    runtime.check_positions(prompt, limit - prompt)  # the last position itself is allowed
+
+
 BLOCK_TORCH = """
 import sys
 class Block:

@@ -24,6 +24,7 @@ from tests.helpers import run_cli
     (["bench", "--budgets", "none,lots"], "not a number"),
     (["bench", "--format", "xml"], "unknown format"),
     (["bench", "--repeats", "0"], "--repeats"),
+    (["bench", "--rounds", "0"], "--rounds"),
     (["eval", "--methods", "none,magic"], "unknown method"),
     (["eval", "--budgets", "1.5,lots"], "not a number"),
     (["eval", "--budgets", ","], "comma-separated"),
