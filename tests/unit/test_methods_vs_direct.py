@@ -15,10 +15,7 @@ from ficoco_edge.reduction.compress import Plan
 from ficoco_edge.reduction.methods import METHODS, FicocoParams, plan_llm_step, plan_vision_step
 from ficoco_edge.reduction.scores import LLMScores, VisionScores
 
-try:  # pytest's default import mode puts tests/unit on sys.path
-    from test_stages import ref_adaptive_targets, ref_ficoco_v_redundancy, ref_merge, ref_split
-except ImportError:  # tests/unit imported as a package
-    from tests.unit.test_stages import ref_adaptive_targets, ref_ficoco_v_redundancy, ref_merge, ref_split
+from tests.stage_refs import ref_adaptive_targets, ref_ficoco_v_redundancy, ref_merge, ref_split
 
 F64 = torch.float64
 
