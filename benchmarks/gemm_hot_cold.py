@@ -1,11 +1,12 @@
-"""One fp32 MatMul of the embedded LLM's gate/up size (x (1, M, 576) @ w (576, 3072)) through
-onnxruntime's CPU provider, with its weight hot in cache (the same w every run) and cold (a graph
-of 40 such MatMuls on 40 different weights, 283 MB, so each comes from memory as in a prefill).
+"""The embedded LLM's fp32 projections (per layer x @ qkv, @ o, @ gate/up, @ down, residual adds,
+576 / 960 / 3072 / 1536 wide) chained over 30 layers through onnxruntime's CPU provider, with the
+weights hot (every layer reuses layer 0's 14 MB, which stay in cache) and cold (30 layers of
+different weights, 425 MB, each streamed from memory as in a prefill).
 
-    python benchmarks/gemm_hot_cold.py [--rows 86,607] [--copies 40]
+    python benchmarks/gemm_hot_cold.py [--rows 86,607] [--layers 30] [--rounds 6]
 
-Prints ms per MatMul and GFLOP/s for each row count: why the fp32 prefill gains less than its
-FLOPs ratio from fewer tokens (docs/benchmarks.md).
+Prints ms per chain and GFLOP/s for each row count: why the fp32 prefill gains less than its
+FLOPs ratio from fewer tokens (docs/benchmarks.md). Hot and cold runs alternate in rounds.
 """
 
 from __future__ import annotations
@@ -18,47 +19,69 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-K, N = 576, 3072
+H, QKV, INTER = 576, 960, 1536
+SHAPES = {"qkv": (H, QKV), "o": (H, H), "gate_up": (H, 2 * INTER), "down": (INTER, H)}
 
 
-def matmuls(copies: int, rng: np.random.Generator) -> ort.InferenceSession:
-    """x (1, m, K) @ w_i (K, N) for i < copies, each its own output."""
-    weights = [numpy_helper.from_array(rng.random((K, N), np.float32), f"w{i}") for i in range(copies)]
-    nodes = [helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"]) for i in range(copies)]
-    outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, "m", N]) for i in range(copies)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "m", K])],
-                              outputs, weights)
+def chain(layers: int, distinct: bool, rng: np.random.Generator) -> ort.InferenceSession:
+    """x (m, H) -> y (m, H) through `layers` layers; each uses the first H of qkv's columns as the
+    attention output and the first INTER of gate/up's as the MLP's activation (Slice, as a Split)."""
+    starts = {"zero": [0], "hidden": [H], "inter": [INTER], "axis": [1]}
+    init = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in starts.items()]
+    nodes, h = [], "x"
+    for layer in range(layers):
+        w = {k: f"{k}{layer if distinct else 0}" for k in SHAPES}
+        if distinct or layer == 0:
+            init += [numpy_helper.from_array(rng.standard_normal(s, np.float32) * 0.02, w[k]) for k, s in SHAPES.items()]
+        t = f"_{layer}"
+        nodes += [helper.make_node("MatMul", [h, w["qkv"]], ["qkv" + t]),
+                  helper.make_node("Slice", ["qkv" + t, "zero", "hidden", "axis"], ["a" + t]),
+                  helper.make_node("MatMul", ["a" + t, w["o"]], ["o" + t]),
+                  helper.make_node("Add", ["o" + t, h], ["r" + t]),
+                  helper.make_node("MatMul", ["r" + t, w["gate_up"]], ["gu" + t]),
+                  helper.make_node("Slice", ["gu" + t, "zero", "inter", "axis"], ["g" + t]),
+                  helper.make_node("MatMul", ["g" + t, w["down"]], ["d" + t]),
+                  helper.make_node("Add", ["d" + t, "r" + t], ["y" + t])]
+        h = "y" + t
+    nodes.append(helper.make_node("Identity", [h], ["y"]))
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["m", H]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "chain", io[:1], io[1:], init),
+                              opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.add_session_config_entry("session.force_spinning_stop", "1")  # as the runtime's sessions
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def seconds_per_run(session: ort.InferenceSession, x: np.ndarray, runs: int) -> float:
+def run_times(session: ort.InferenceSession, x: np.ndarray, runs: int) -> list[float]:
     session.run(None, {"x": x})
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         session.run(None, {"x": x})
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="86,607")
-    parser.add_argument("--copies", type=int, default=40)
+    parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    hot, cold = matmuls(1, rng), matmuls(args.copies, rng)
+    sessions = {"hot": chain(args.layers, False, rng), "cold": chain(args.layers, True, rng)}
+    rows = [int(r) for r in args.rows.split(",")]
+    inputs = {m: rng.standard_normal((m, H), np.float32) * 0.1 for m in rows}
+    times = {(kind, m): [] for kind in sessions for m in rows}
+    for _ in range(args.rounds):
+        for (kind, m), samples in times.items():
+            samples += run_times(sessions[kind], inputs[m], max(2, 1000 // m))
     print(f"{'rows':>5} {'hot ms':>8} {'cold ms':>8} {'cold/hot':>8} {'hot GFLOP/s':>11} {'cold GFLOP/s':>12}")
-    for rows in (int(r) for r in args.rows.split(",")):
-        x = rng.random((1, rows, K), np.float32)
-        t_hot = seconds_per_run(hot, x, 40)
-        t_cold = seconds_per_run(cold, x, 8) / args.copies
-        flops = 2 * rows * K * N
-        print(f"{rows:5d} {t_hot * 1e3:8.3f} {t_cold * 1e3:8.3f} {t_cold / t_hot:8.2f} {flops / t_hot / 1e9:11.1f} "
-              f"{flops / t_cold / 1e9:12.1f}")
+    for m in rows:
+        hot, cold = (statistics.median(times[kind, m]) for kind in ("hot", "cold"))
+        flops = 2 * m * args.layers * sum(k * n for k, n in SHAPES.values())
+        print(f"{m:5d} {hot * 1e3:8.2f} {cold * 1e3:8.2f} {cold / hot:8.2f} {flops / hot / 1e9:11.1f} "
+              f"{flops / cold / 1e9:12.1f}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ import json
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.paths import example_image
 
 FIELDS = ("method", "budget_tflops", "quant", "backend", "device", "visual_tokens", "ttft_ms", "vision_ms", "prefill_ms",
           "decode_tok_s", "peak_rss_mb", "kv_bytes", "kv_location", "plan_tflops", "plan_llm_tflops")
@@ -34,7 +35,7 @@ class BenchJob:
 class BenchSettings:
     model: str = "embedded"
     method: str = "ficoco-v"
-    image: str = "examples/red-triangle.png"
+    image: str = field(default_factory=lambda: str(example_image()))
     question: str = "What color is the shape?"
     decode_tokens: int = 16
     repeats: int = 3

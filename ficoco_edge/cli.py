@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -24,27 +26,37 @@ for _module in (analysis, runtime, vqa, export, profile):
 
 
 def main() -> None:
-    """Entry point: UsageError -> one line and exit 2; other errors -> one line and exit 1."""
+    """Entry point: UsageError and bad arguments -> one line and exit 2; other errors -> one line
+    and exit 1; --debug adds the traceback, same exit code. SIGTERM unwinds like Ctrl-C, so
+    temporary files are removed and outputs left as they were."""
     debug = "--debug" in sys.argv
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
         if isinstance(code, int) and code:
             sys.exit(code)
     except UsageError as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc), 2, debug)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # argument parsing: unknown option, value of the wrong type
+        ctx, code = getattr(exc, "ctx", None), getattr(exc, "exit_code", 2)
+        if not exc.format_message():  # no arguments at all: the help was printed
+            sys.exit(code)
+        _fail(f"{exc.format_message()} (see `{ctx.command_path if ctx else 'ficoco-edge'} --help`)", code, debug)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if debug:
-            raise
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # typer's own usage errors
-            exc.show()
-            sys.exit(exc.exit_code)
-        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
-        sys.exit(1)
+        _fail(f"{type(exc).__name__}: {exc}" + ("" if debug else " (rerun with --debug for the traceback)"), 1, debug)
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt

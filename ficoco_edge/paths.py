@@ -14,3 +14,11 @@ def cache_root() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ficoco-edge"
+
+
+def example_image(name: str = "red-triangle.png") -> Path:
+    """A bundled example image: `ficoco_edge/_examples/<name>` in an installed wheel, else the
+    checkout's `examples/<name>`."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_examples" / name
+    return installed if installed.is_file() else package.parent / "examples" / name

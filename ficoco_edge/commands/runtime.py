@@ -11,6 +11,7 @@ import typer
 from ficoco_edge.commands.common import (DTYPES, DtypeOpt, FormatOpt, KeepOpt, MethodOpt, VLMOpt, check_format,
                                          split_list)
 from ficoco_edge.errors import UsageError
+from ficoco_edge.paths import example_image
 
 DEFAULT_METHOD, DEFAULT_BUDGET, DEFAULT_QUANT = "ficoco-l", 4.2, "fp32"
 
@@ -41,22 +42,31 @@ def run(
     """Answer a question about an image, or every line of a --batch file."""
     from ficoco_edge.export.cli import cached_export
     from ficoco_edge.runtime import Runtime, Sampler
-    from ficoco_edge.runtime.engine import BACKENDS
+    from ficoco_edge.runtime.backends import check_threads
+    from ficoco_edge.runtime.batch import check_requests
+    from ficoco_edge.runtime.engine import BACKENDS, check_memory_limit
     from ficoco_edge.runtime.images import open_image
     from ficoco_edge.runtime.prompt import check_question
 
+    # bad input fails here, before anything slow happens
     if batch is None:
         if image is None or question is None:
             raise UsageError("give an IMAGE and a QUESTION, or --batch FILE --out FILE")
-        open_image(image)  # bad input fails before anything slow happens
+        if out is not None:
+            raise UsageError("--out is for --batch; a single answer is printed")
+        open_image(image)
         check_question(question)
     elif out is None or image is not None:
         raise UsageError("--batch FILE needs --out FILE and no IMAGE/QUESTION arguments")
+    else:
+        check_requests(batch, out)
     if max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if backend not in BACKENDS or dtype not in DTYPES:
         raise UsageError(f"choose --backend from {', '.join(BACKENDS)} and --dtype from {', '.join(DTYPES)}")
     Sampler(temperature, top_p, seed)  # checks the sampling settings
+    check_threads(threads)
+    check_memory_limit(memory_limit)
     if method != "none" and budget is None and keep is None:
         budget = DEFAULT_BUDGET
     directory = export_dir or cached_export(model, method, budget, keep, quant)
@@ -100,7 +110,7 @@ def bench(
     budgets: Annotated[str, typer.Option("--budgets", help="comma-separated TFLOPs budgets; 'none' is unreduced")] = "none,4.2,3.3,2.4,1.5",
     quants: Annotated[str, typer.Option("--quant", help="comma-separated: fp32, fp16, int8, int4")] = "fp32,int8,int4",
     hf: Annotated[bool, typer.Option("--hf/--no-hf", help="add transformers' generate on the unreduced model")] = True,
-    image: Annotated[str, typer.Option("--image", help="image file")] = "examples/red-triangle.png",
+    image: Annotated[Optional[str], typer.Option("--image", help="image file (default: the bundled red triangle)")] = None,
     question: Annotated[str, typer.Option("--question", help="prompt question")] = "What color is the shape?",
     decode_tokens: Annotated[int, typer.Option("--decode-tokens", help="tokens decoded after the first")] = 16,
     repeats: Annotated[int, typer.Option("--repeats", help="timed runs per row and round (median)")] = 3,
@@ -121,6 +131,8 @@ def bench(
     jobs += [BenchJob(None, "fp32", "hf")] if hf else []
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose one of: auto, cpu, cuda")
+    image = image or str(example_image())
+    _check_bench_inputs(image, question, threads, out)
     settings = BenchSettings(model, method, image, question, decode_tokens, repeats, rounds, threads, device)
     progress = (lambda row, r: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}"
                                           f" (round {r + 1}/{rounds})", err=True))
@@ -128,6 +140,20 @@ def bench(
     if out is not None:
         write_json(rows, out)
     typer.echo(json.dumps(rows, indent=2) if fmt == "json" else table(rows))
+
+
+def _check_bench_inputs(image: str, question: str, threads: int | None, out: Path | None) -> None:
+    """What every worker would refuse, refused once before the first row is measured."""
+    from ficoco_edge.outputs import check_output
+    from ficoco_edge.runtime.backends import check_threads
+    from ficoco_edge.runtime.images import open_image
+    from ficoco_edge.runtime.prompt import check_question
+
+    open_image(image)
+    check_question(question)
+    check_threads(threads)
+    if out is not None:
+        check_output(out)
 
 
 COMMANDS = (("run", run), ("bench", bench))

@@ -11,6 +11,7 @@ import typer
 from ficoco_edge.commands.common import (DeviceOpt, DtypeOpt, FormatOpt, VLMOpt, check_format,
                                          parse_float, split_list, torch_dtype)
 from ficoco_edge.errors import UsageError
+from ficoco_edge.outputs import check_output
 
 
 def eval_(
@@ -35,6 +36,8 @@ def eval_(
     from ficoco_edge.vqa_cli import run_eval
 
     check_format(fmt)
+    if out is not None:
+        check_output(out)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if exports is not None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.outputs import atomic_output
 
 
 def table(rows: list[dict]) -> str:
@@ -23,9 +23,8 @@ def table(rows: list[dict]) -> str:
 
 def write_json(rows: list[dict], path: Path) -> None:
     """Write rows atomically (temporary sibling, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as sink:
+        sink.write(json.dumps(rows, indent=2) + "\n")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -50,7 +49,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(path, binary=True) as sink:
+        fig.savefig(sink, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.outputs import atomic_output
 from ficoco_edge.profile.devices import DeviceProfile
 from ficoco_edge.profile.tables import Setting, budget_sweep, device_sweep
 
@@ -55,8 +56,8 @@ def plot_budgets(setting: Setting, devices: Sequence[DeviceProfile], path: str |
     _label(ax_mem, "weights + KV + activations (GB)", "resident memory")
     _ttft_panel(ax_t, setting, devices, budgets)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_output(path, binary=True) as sink:
+        fig.savefig(sink, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.outputs import atomic_output
 
 FORMATS = ("md", "json")
 COLUMNS = {
@@ -56,8 +57,8 @@ def save(report: dict, prefix: str) -> list[Path]:
     """Write PREFIX.md and PREFIX.json; returns the paths."""
     paths = [Path(f"{prefix}.{fmt}") for fmt in FORMATS]
     for path, fmt in zip(paths, FORMATS):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(report, fmt), encoding="utf-8")
+        with atomic_output(path) as sink:
+            sink.write(render(report, fmt))
     return paths
 
 

@@ -8,6 +8,8 @@ any model with LLaVA token geometry; its cost there is reported separately.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -172,6 +174,8 @@ def _cost_fn(side: str, reference: Arch, llm_layer: int, vl_ratio: int,
 
 def _largest_keep(side: str, budget: float, cost: Callable[[int], float], n_in: int) -> int:
     """Largest keep in 0..n_in with cost(keep) <= budget (cost is non-decreasing in keep)."""
+    if not math.isfinite(budget):
+        raise UsageError(f"budget {budget} is not a number of TFLOPs (e.g. 1.5)")
     full, floor = cost(n_in), cost(0)
     if side == "none":
         if abs(budget - full) > LABEL_TOLERANCE_TFLOPS:

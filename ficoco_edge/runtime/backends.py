@@ -13,11 +13,13 @@ CUDA buffers for onnxruntime on a GPU and for TensorRT):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.manifest import ManifestError
 from ficoco_edge.runtime.kv import KVCache, assign_slots
 
 ORT_DTYPES = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64, "int32": np.int32}
@@ -47,6 +49,13 @@ def tensorrt_loadable() -> bool:
     return True
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count below 1 or above 4 per CPU (thousands of threads only thrash)."""
+    most = 4 * (os.cpu_count() or 1)
+    if threads is not None and not 1 <= threads <= most:
+        raise UsageError(f"--threads must be between 1 and {most} (4 per CPU here), got {threads}")
+
+
 def session_options(ort, threads: int | None):
     """Options for each of the export's sessions.
 
@@ -57,14 +66,23 @@ def session_options(ort, threads: int | None):
     thread pool would avoid that too, but once created it makes every other session of the process
     that asks for its own pool fail.)
     """
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
+    check_threads(threads)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initializers are noise to a user
     options.add_session_config_entry("session.force_spinning_stop", "1")
     if threads is not None:
         options.intra_op_num_threads = threads
     return options
+
+
+def open_session(ort, path: Path, options, providers: list[str]):
+    """An onnxruntime session over one graph file; a file it cannot load is a broken export."""
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad graphs
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ManifestError(f"onnxruntime could not load {path} ({reason}); re-export with "
+                            f"`ficoco-edge export --force`") from exc
 
 
 class OrtBackend:
@@ -80,8 +98,7 @@ class OrtBackend:
         self.providers = ort_providers(device, ort.get_available_providers())
         if self.providers[0] != "CPUExecutionProvider":  # "onnxruntime-cuda": where it runs, on the status line
             self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
-        self.sessions = {name: ort.InferenceSession(str(Path(directory) / spec["file"]), options,
-                                                    providers=self.providers)
+        self.sessions = {name: open_session(ort, Path(directory) / spec["file"], options, self.providers)
                          for name, spec in manifest["graphs"].items()}
         self.input_dtypes = {name: {i["name"]: ORT_DTYPES[i["dtype"]] for i in spec["inputs"]}
                              for name, spec in manifest["graphs"].items()}

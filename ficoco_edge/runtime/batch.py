@@ -8,13 +8,12 @@ sibling and renamed at the end, so an interrupted run leaves any previous output
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.outputs import atomic_output, check_output
 
 
 @dataclass
@@ -38,33 +37,44 @@ def read_request(line: str, base: Path) -> tuple[Path, str]:
 def answer_file(requests: Path, out: Path, answer: Callable[[Path, str], dict],
                 on_error: Callable[[int, str], None]) -> BatchResult:
     """Answer every line of `requests` with answer(image, question) -> dict of output fields."""
-    if not requests.is_file():
-        raise UsageError(f"batch file {requests} not found")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    check_requests(requests, out)
     failed, answered = [], 0
-    try:
-        with os.fdopen(fd, "w") as sink, requests.open() as source:
-            for number, line in enumerate(source, 1):
-                if not line.strip():
-                    continue
-                row = _answer_line(line, number, requests.parent, answer)
-                if "error" in row:
-                    failed.append((number, row["error"]))
-                    on_error(number, row["error"])
-                else:
-                    answered += 1
-                sink.write(json.dumps(row) + "\n")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out) as sink, requests.open("rb") as source:
+        for number, raw in enumerate(source, 1):
+            row = _answer_line(raw, number, requests.parent, answer)
+            if row is None:
+                continue
+            if "error" in row:
+                failed.append((number, row["error"]))
+                on_error(number, row["error"])
+            else:
+                answered += 1
+            sink.write(json.dumps(row) + "\n")
     return BatchResult(answered, failed)
 
 
-def _answer_line(line: str, number: int, base: Path, answer: Callable[[Path, str], dict]) -> dict:
+def check_requests(requests: Path, out: Path) -> None:
+    """Refuse a missing or unreadable requests file, and an --out that would replace it."""
+    if not requests.exists():
+        raise UsageError(f"batch file {requests} not found")
+    if not requests.is_file():
+        raise UsageError(f"batch file {requests} is not a file; pass a JSONL file of {{\"image\", \"question\"}} lines")
+    check_output(out, requests)
+
+
+def _answer_line(raw: bytes, number: int, base: Path, answer: Callable[[Path, str], dict]) -> dict | None:
+    """One line -> its output row (with "error" when it could not be answered); None for a blank line.
+    Anything that goes wrong answering one line is that line's error: the other lines still run."""
+    try:
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM may open the file
+    except UnicodeDecodeError:
+        return {"line": number, "error": "not UTF-8 text"}
+    if not line.strip():
+        return None
     try:
         image, question = read_request(line, base)
         return {"line": number, "image": str(image), "question": question, **answer(image, question)}
     except UsageError as exc:
         return {"line": number, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one line's failure must not lose the others' answers
+        return {"line": number, "error": f"failed: {type(exc).__name__}: {exc}"}

@@ -9,6 +9,7 @@ per-layer visual token counts, the prompt format, pre-processing and tokenizer.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ class Runtime:
         """Refuse up front a request whose weights + KV cache exceed `limit_mb` (decimal MB)."""
         if limit_mb is None:
             return
+        check_memory_limit(limit_mb)
         weights, kv = self.weight_bytes(), self.kv_bytes(text_tokens, max_new_tokens)
         if weights + kv > limit_mb * 1e6:
             raise UsageError(f"needs {(weights + kv) / 1e6:.1f} MB (weights {weights / 1e6:.1f} MB + KV cache "
@@ -200,6 +202,11 @@ class _Streamer:
         if text != self.sent and text.startswith(self.sent) and not text.endswith("\ufffd"):
             self.on_text(text[len(self.sent):])
             self.sent = text
+
+
+def check_memory_limit(limit_mb: float | None) -> None:
+    if limit_mb is not None and not (math.isfinite(limit_mb) and limit_mb > 0):
+        raise UsageError(f"--memory-limit must be a positive number of MB, got {limit_mb}")
 
 
 def open_backend(directory: Path, manifest: dict, backend: str, device: str, threads: int | None,

@@ -11,6 +11,7 @@ from ficoco_edge.errors import UsageError
 
 MIN_SIDE = 8
 MAX_PIXELS = 50_000_000  # ~ 7000 x 7000; larger is refused before decoding (decompression bombs)
+MAX_ASPECT = 100  # CLIP resizes the short side to ~336: at 400000 x 8 the long side would need gigabytes
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -27,6 +28,8 @@ def open_image(path: str | Path) -> Image.Image:
                 _check_size(path, image.size)
                 image.load()
                 image = ImageOps.exif_transpose(image)
+    except UsageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UsageError(f"{path} is too large to decode safely ({exc}); resize it below {MAX_PIXELS:,} pixels") from exc
     except UnidentifiedImageError as exc:
@@ -42,6 +45,8 @@ def _check_size(path: Path, size: tuple[int, int]) -> None:
         raise UsageError(f"{path} is {w}x{h}; images need at least {MIN_SIDE} pixels on each side")
     if w * h > MAX_PIXELS:
         raise UsageError(f"{path} is {w}x{h} ({w * h:,} pixels); resize it below {MAX_PIXELS:,} pixels")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise UsageError(f"{path} is {w}x{h}; crop it so that its long side is at most {MAX_ASPECT}x its short side")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -50,8 +50,15 @@ class PromptFormat:
 
 
 def check_question(question: str) -> None:
-    """Refuse an empty or over-long question with a one-line error."""
+    """Refuse an empty, over-long or non-UTF-8 question, or one holding the template's image marker."""
     if not question.strip():
         raise UsageError("the question is empty; ask something about the image")
     if len(question) > MAX_QUESTION_CHARS:
         raise UsageError(f"the question has {len(question)} characters; at most {MAX_QUESTION_CHARS}")
+    try:
+        question.encode("utf-8")  # undecodable command-line bytes arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise UsageError("the question is not valid UTF-8 text; check the terminal's encoding") from None
+    if IMAGE_MARKER in question:
+        raise UsageError(f"the question contains {IMAGE_MARKER}, the prompt's image placeholder; the image is "
+                         f"already in the prompt: remove it from the question")

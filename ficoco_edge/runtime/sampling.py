@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,10 +21,12 @@ class Sampler:
     rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise UsageError(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"--temperature must be a number >= 0 (0 is greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
         self.rng = np.random.default_rng(self.seed)
 
     def __call__(self, logits: np.ndarray) -> int:
@@ -31,7 +34,9 @@ class Sampler:
         logits = np.asarray(logits, dtype=np.float64).reshape(-1)
         if self.temperature == 0:
             return int(logits.argmax())
-        return int(self.rng.choice(len(logits), p=nucleus(logits / self.temperature, self.top_p)))
+        with np.errstate(over="ignore"):  # a tiny temperature sends all but the top logit to -inf
+            scaled = (logits - logits.max()) / self.temperature
+        return int(self.rng.choice(len(logits), p=nucleus(scaled, self.top_p)))
 
 
 def nucleus(logits: np.ndarray, top_p: float) -> np.ndarray:

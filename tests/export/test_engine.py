@@ -8,7 +8,7 @@ import pytest
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export import engine
-from ficoco_edge.manifest import SCHEMA_VERSION, write_manifest
+from ficoco_edge.manifest import SCHEMA_VERSION, sha256, write_manifest
 from tests.helpers import run_cli
 
 
@@ -26,7 +26,18 @@ def fake_manifest(target="trt", quant="int4", problems=None) -> dict:
                                                                 {"name": "position", "shape": [1, 1]},
                                                                 {"name": "past_lengths", "shape": [2]}, *past]}},
         "tensorrt_problems": problems or {"vision": [], "prefill": [], "decode": []}, "files": {},
+        "model": "embedded", "method": "ficoco-l", "llm": {}, "prompt": {}, "preprocess": {},
+        "embed_tokens": "embed_tokens.npy", "tokenizer": "tokenizer.json",
     }
+
+
+def write_export(directory, manifest: dict) -> None:
+    """The manifest plus a placeholder for every file it names, with their sha256 (build-engine
+    checks them before reading the graphs)."""
+    names = [g["file"] for g in manifest["graphs"].values()] + [manifest["embed_tokens"], manifest["tokenizer"]]
+    for name in names:
+        (directory / name).write_bytes(name.encode())
+    write_manifest(directory, {**manifest, "files": {name: sha256(directory / name) for name in names}})
 
 
 def test_profiles_come_from_the_manifest():
@@ -69,14 +80,14 @@ def test_exports_build_engine_refuses(monkeypatch, capsys, tmp_path, manifest, m
     directory = tmp_path / "export"
     if manifest is not None:
         directory.mkdir()
-        write_manifest(directory, manifest)
+        write_export(directory, manifest)
     code, _, err = run_cli(monkeypatch, capsys, "build-engine", str(directory))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_tensorrt_says_how_to_get_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
-    write_manifest(tmp_path, fake_manifest())
+    write_export(tmp_path, fake_manifest())
     code, _, err = run_cli(monkeypatch, capsys, "build-engine", str(tmp_path), "--fp16")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "JetPack" in err and "pip install tensorrt" in err
@@ -127,7 +138,7 @@ def test_engines_are_written_and_recorded(monkeypatch, tmp_path):
     """The plumbing around TensorRT, with a stand-in for its API (no engine is really built)."""
     fake = FakeTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    write_manifest(tmp_path, fake_manifest(quant="int4"))
+    write_export(tmp_path, fake_manifest(quant="int4"))
     manifest = engine.build_engines(tmp_path)
     assert (tmp_path / "prefill.engine").read_bytes() == b"engine 32 prefill.onnx"  # 1 << STRONGLY_TYPED
     assert (tmp_path / "vision.engine").read_bytes() == b"engine 0 vision.onnx"
@@ -137,5 +148,6 @@ def test_engines_are_written_and_recorded(monkeypatch, tmp_path):
     assert prefill["precision"] == "int4" and prefill["strongly_typed"] and prefill["tensorrt_version"] == "10.0.0-fake"
     assert manifest["files"]["prefill.engine"] == prefill["sha256"]
     assert engine.read_manifest(tmp_path)["engines"] == manifest["engines"]  # written, hashes verified
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["decode.engine", "manifest.json", "prefill.engine",
-                                                          "vision.engine"]
+    placeholders = {"vision.onnx", "prefill.onnx", "decode.onnx", "embed_tokens.npy", "tokenizer.json"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in placeholders) == [
+        "decode.engine", "manifest.json", "prefill.engine", "vision.engine"]

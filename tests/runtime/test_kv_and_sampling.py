@@ -1,6 +1,9 @@
 """Per-layer KV cache and sampling, against simple references: concatenation, the cost model's
 formula, and a sort-and-loop nucleus filter."""
 
+import os
+import warnings
+
 import numpy as np
 import pytest
 
@@ -76,10 +79,18 @@ def test_greedy_and_seeded_sampling():
     assert np.abs(counts - probs).max() < 0.03
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}])
+@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"temperature": float("nan")}, {"temperature": float("inf")},
+                                    {"top_p": 0}, {"top_p": 1.5}, {"top_p": float("nan")}, {"seed": -1}])
 def test_bad_sampling_settings(kwargs):
     with pytest.raises(UsageError):
         Sampler(**kwargs)
+
+
+def test_a_vanishing_temperature_is_greedy_without_warnings():
+    logits = np.random.default_rng(6).standard_normal(40) * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Sampler(temperature=1e-320, top_p=0.9, seed=0)(logits) == int(logits.argmax())
 
 
 def test_session_options_stop_spinning_and_take_threads():
@@ -91,5 +102,6 @@ def test_session_options_stop_spinning_and_take_threads():
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     assert session_options(ort, None).intra_op_num_threads == 0  # onnxruntime's default
-    with pytest.raises(UsageError, match="--threads must be >= 1"):
-        session_options(ort, 0)
+    for bad in (0, -3, 4 * (os.cpu_count() or 1) + 1):
+        with pytest.raises(UsageError, match="--threads must be between 1 and"):
+            session_options(ort, bad)

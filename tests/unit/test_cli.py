@@ -68,6 +68,18 @@ def test_planned_cost_is_under_budget(monkeypatch, capsys, method, budget):
         (("plan", "--method", "ficoco-v", "--keep", "-1"), "--keep"),
         (("plan", "--quant", "int3"), "fp16, int8, int4"),
         (("plan", "--format", "xml"), "table, json"),
+        (("plan", "--method", "ficoco-v", "--budget", "nan"), "not a number"),
+        (("plan", "--budget", "abc"), "plan --help"),  # typer's own parse errors, one line too
+        (("plan", "--no-such-flag"), "No such option"),
+        (("no-such-command",), "No such command"),
+        # refused before any export is loaded or benchmark row measured
+        (("run", "--out", "a.jsonl", "examples/red-triangle.png", "What?"), "--out is for --batch"),
+        (("run", "examples/red-triangle.png", "What?", "--threads", "100000"), "--threads must be between"),
+        (("run", "examples/red-triangle.png", "What?", "--memory-limit", "nan"), "--memory-limit"),
+        (("run", "--batch", "examples", "--out", "a.jsonl"), "is not a file"),
+        (("bench", "--image", "examples/README.md"), "not an image"),
+        (("bench", "--question", " "), "empty"),
+        (("bench", "--out", "examples"), "is a directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):

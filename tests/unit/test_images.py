@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ficoco_edge.errors import UsageError
-from ficoco_edge.runtime.images import MAX_PIXELS, open_image
+from ficoco_edge.runtime.images import MAX_ASPECT, MAX_PIXELS, open_image
 
 
 def save(tmp_path, name, image, **kw):
@@ -33,9 +33,12 @@ def test_truncated_file(tmp_path):
         open_image(cut)
 
 
-def test_tiny_and_enormous(tmp_path):
-    with pytest.raises(UsageError, match="at least"):
+def test_tiny_enormous_and_extreme_aspect(tmp_path):
+    with pytest.raises(UsageError, match="at least") as tiny:
         open_image(save(tmp_path, "tiny.png", Image.new("RGB", (4, 100))))
+    assert "corrupted" not in str(tiny.value)  # a size problem, not a decoding one
+    with pytest.raises(UsageError, match="long side is at most"):  # resizing it would need gigabytes
+        open_image(save(tmp_path, "strip.png", Image.new("1", (MAX_ASPECT * 8 + 1, 8))))
     side = int(MAX_PIXELS**0.5) + 10  # a 1-bit image compresses to a few kB
     with pytest.raises(UsageError, match="resize it below"):
         open_image(save(tmp_path, "huge.png", Image.new("1", (side, side))))

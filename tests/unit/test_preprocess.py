@@ -7,7 +7,8 @@ from PIL import Image
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ficoco_edge.runtime.preprocess import ClipPreprocess
-from ficoco_edge.runtime.prompt import PromptFormat
+from ficoco_edge.errors import UsageError
+from ficoco_edge.runtime.prompt import PromptFormat, check_question
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (500, 333), (333, 500), (337, 1001), (77, 100), (336, 336), (999, 998)])
@@ -51,3 +52,14 @@ def test_prompt_template_must_hold_one_image_and_question(template):
 def test_prompt_needs_a_stop_token():
     with pytest.raises(ValueError):
         PromptFormat("<image>{question}", 7, (), 0)
+
+
+@pytest.mark.parametrize("question, message", [
+    ("  ", "empty"), ("x" * 2001, "at most"),
+    ("what is <image> here?", "image placeholder"),  # it would split the prompt in three
+    ("What \udcff color?", "not valid UTF-8"),  # an undecodable command-line byte, as Python passes it on
+])
+def test_bad_questions(question, message):
+    with pytest.raises(UsageError, match=message):
+        check_question(question)
+    check_question("What colour is the ünïcode shape?")
