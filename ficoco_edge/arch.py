@@ -103,7 +103,7 @@ def load_arch(name_or_path: str | Path) -> Arch:
     path = resolve_profile(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read architecture profile {path}: {exc}") from exc
     return _arch_from_dict(path.stem, data, str(path))
 

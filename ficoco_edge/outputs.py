@@ -17,19 +17,33 @@ from typing import IO, Iterator
 from ficoco_edge.errors import UsageError
 
 
-def check_output(path: Path, *inputs: Path) -> None:
-    """Refuse an --out that is a directory, lies under a file, or is one of `inputs`."""
+def check_output(path: Path, *inputs: Path, flag: str = "--out") -> None:
+    """Refuse an output file path that is a directory, lies under a file, or is one of `inputs`."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"--out {path} is a directory; give a file path, e.g. {path / 'out.json'}")
-    ancestor = path.parent
+    if not str(path) or path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a directory; give a file path")
+    check_parent(path, flag)
+    for source in inputs:
+        if path.exists() and Path(source).exists() and path.samefile(source):
+            raise UsageError(f"{flag} {path} is also an input file; write the output to another path")
+
+
+def check_parent(path: Path, flag: str = "--out") -> None:
+    """Refuse a path whose nearest existing ancestor is a file (its parents could not be made)."""
+    ancestor = Path(path).parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UsageError(f"--out {path} cannot be created: {ancestor} is a file, not a directory")
-    for source in inputs:
-        if path.exists() and Path(source).exists() and path.samefile(source):
-            raise UsageError(f"--out {path} is also the input file; write the output to another path")
+        raise UsageError(f"{flag} {path} cannot be created: {ancestor} is a file, not a directory")
+
+
+def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
+    """The path as a Path, or a UsageError unless it is a writable-looking path ending in .png."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"{flag} writes a PNG; give a path ending in .png, got {str(path)!r}")
+    check_output(path, flag=flag)
+    return path
 
 
 @contextmanager
@@ -38,8 +52,11 @@ def atomic_output(path: Path, binary: bool = False) -> Iterator[IO]:
     ends without error."""
     path = Path(path)
     check_output(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror}); choose another location") from exc
     try:
         with os.fdopen(fd, "wb" if binary else "w") as sink:
             yield sink

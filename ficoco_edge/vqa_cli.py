@@ -10,6 +10,10 @@ from ficoco_edge.errors import UsageError
 
 
 def _device(name: str) -> str:
+    try:
+        torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: no CUDA GPU is visible; use --device cpu")
     return name

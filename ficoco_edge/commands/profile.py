@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +15,8 @@ from ficoco_edge.errors import UsageError
 MethodsOpt = Annotated[str, typer.Option("--methods", help="comma-separated reduction methods")]
 QuantsOpt = Annotated[str, typer.Option("--quant", help="comma-separated: fp16, int8, int4")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="llmviewer (paper's count), physical, or measured (CUDA GPU; --gpu cpu: onnxruntime exports)")]
-BudgetTextOpt = Annotated[str, typer.Option("--budget", help="TFLOPs ceiling on LLaVA-1.5-7B's LLM prefill")]
+BudgetTextOpt = Annotated[Optional[str], typer.Option("--budget", help="TFLOPs ceiling on LLaVA-1.5-7B's LLM "
+                                                      "prefill (default 1.5 unless --keep)")]
 DeviceProfileOpt = Annotated[Optional[str], typer.Option(
     "--device", help="device profile (jetson-orin-nano-8gb, rtx-4090, h100-sxm, ... or a .toml): "
                      "predicted TTFT/decode ceilings and whether it fits")]
@@ -35,7 +37,7 @@ def profile(
     methods: MethodsOpt = "none,ficoco-v,ficoco-l,ficoco-vl",
     quant: QuantsOpt = "fp16,int8,int4",
     mode: ModeOpt = "llmviewer",
-    budget: BudgetTextOpt = "1.5",
+    budget: BudgetTextOpt = None,
     keep: KeepOpt = None,
     device: DeviceProfileOpt = None,
     batch: Annotated[str, typer.Option("--batch", help="sequences per batch")] = "1",
@@ -56,10 +58,7 @@ def profile(
     from ficoco_edge.profile.report import check_format, render, save as save_report
 
     check_format(fmt)
-    if plot:
-        from ficoco_edge.profile.plots import check_plot_path
-
-        check_plot_path(plot)
+    _check_outputs(plot, save)
     setting = _setting(model, methods, quant, budget, keep, batch, context, text_tokens, kv_bits, llm_layer, checkpoint)
     device_profile = _device(device)
     gpu_run = _gpu_run(gpu, checkpoint, new_tokens, reps) if mode == "measured" else None
@@ -68,10 +67,10 @@ def profile(
     command = "ficoco-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = profile_report(mode, setting, device_profile, gpu_run, command)
     typer.echo(render(report, fmt), nl=False)
-    if save:
+    if save is not None:
         for path in save_report(report, save):
             typer.echo(f"wrote {path}", err=True)
-    if plot:
+    if plot is not None:
         from ficoco_edge.profile.devices import available_devices, load_device
         from ficoco_edge.profile.plots import plot_budgets
 
@@ -90,9 +89,25 @@ def _setting(model, methods, quant, budget, keep, batch, context, text_tokens, k
         raise UsageError(f"--kv-bits must be 16, 8 or 4, got {bits}")
     if keep is not None and keep < 0:
         raise UsageError(f"--keep must be >= 0, got {keep}")
+    if keep is not None and budget is not None:
+        raise UsageError("give --budget B (TFLOPs) or --keep N, not both")
     return Setting(arch, tuple(split_list(methods)), tuple(split_list(quant)),
-                   None if keep is not None else parse_float(budget), keep, _int(batch, "--batch", 1),
+                   None if keep is not None else parse_float(budget or "1.5"), keep, _int(batch, "--batch", 1),
                    text, ctx, bits, _int(llm_layer, "--llm-layer", 1))
+
+
+def _check_outputs(plot: str | None, save: str | None) -> None:
+    """--plot and --save's two files, checked before anything is computed or written."""
+    from ficoco_edge.outputs import check_output, check_plot_path
+    from ficoco_edge.profile.report import FORMATS
+
+    if plot is not None:
+        check_plot_path(plot)
+    if save is not None:
+        if not Path(save).name or save.endswith(("/", "\\")):
+            raise UsageError(f"--save takes a path prefix such as results/profile (writes .md and .json), got {save!r}")
+        for fmt in FORMATS:
+            check_output(Path(f"{save}.{fmt}"), flag="--save")
 
 
 def _arch(model: str, checkpoint: str | None):
@@ -100,8 +115,6 @@ def _arch(model: str, checkpoint: str | None):
 
     if checkpoint is None:
         return load_arch(model)
-    from pathlib import Path
-
     from transformers import AutoConfig
 
     from ficoco_edge.arch import Arch

@@ -11,7 +11,7 @@ import typer
 from ficoco_edge.commands.common import (DeviceOpt, DtypeOpt, FormatOpt, VLMOpt, check_format,
                                          parse_float, split_list, torch_dtype)
 from ficoco_edge.errors import UsageError
-from ficoco_edge.outputs import check_output
+from ficoco_edge.outputs import check_output, check_plot_path
 
 
 def eval_(
@@ -36,8 +36,7 @@ def eval_(
     from ficoco_edge.vqa_cli import run_eval
 
     check_format(fmt)
-    if out is not None:
-        check_output(out)
+    _check_outputs(out, plot, dataset)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if exports is not None:
@@ -54,6 +53,16 @@ def eval_(
     if plot is not None:
         report.plot(rows, plot, f"{model} on {dataset} ({split}), n={rows[0]['n']}")
     typer.echo(json.dumps(rows, indent=2) if fmt == "json" else report.table(rows))
+
+
+def _check_outputs(out: Path | None, plot: Path | None, dataset: str) -> None:
+    """--out and --plot: writable-looking, apart from each other and from a --dataset file."""
+    if out is not None:
+        check_output(out, Path(dataset))
+    if plot is not None:
+        check_plot_path(plot)
+        if out is not None and Path(out).absolute() == Path(plot).absolute():
+            raise UsageError(f"--out and --plot are both {out}; give them different paths")
 
 
 COMMANDS = (("eval", eval_),)

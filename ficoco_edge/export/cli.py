@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export.quantize import check_quant
-from ficoco_edge.manifest import read_manifest
+from ficoco_edge.manifest import MANIFEST, read_manifest
 from ficoco_edge.paths import cache_root
 
 
@@ -22,7 +23,7 @@ def default_out(model: str, method: str, budget: float | None, keep: int | None,
 def run_export(model: str, method: str, budget: float | None, keep: int | None, quant: str, target: str,
                out: Path | None, force: bool, announce: str | None = None) -> tuple[dict, Path]:
     """Export after checking the settings; `announce` is printed once the model has loaded."""
-    from ficoco_edge.export.exporter import export
+    from ficoco_edge.export.exporter import check_export_out, export
     from ficoco_edge.models.loading import load
     from ficoco_edge.plan import solve_for_method
 
@@ -31,8 +32,7 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
         raise UsageError("give --budget B (TFLOPs) or --keep N: an export fixes its token counts")
     schedule = solve_for_method(method, budget, keep)
     out = out or default_out(model, method, budget, keep, quant, target)
-    if out.exists() and not force:  # before the slow model load
-        raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
+    check_export_out(out, force)  # before the slow model load
     vlm = load(model)
     if announce:
         print(announce, file=sys.stderr)
@@ -46,6 +46,8 @@ def cached_export(model: str, method: str, budget: float | None, keep: int | Non
     cache is ours, and newer versions trace faster graphs."""
     out = cache_root() / "exports" / default_out(model, method, budget, keep, quant, "ort").name
     if refresh or _stale(out):
+        if out.is_dir() and not (out / MANIFEST).is_file():  # a broken cache entry: ours to remove
+            shutil.rmtree(out)
         run_export(model, method, budget, keep, quant, "ort", out, force=True,
                    announce=f"creating {out} (first use of these settings with ficoco-edge {__version__}; "
                             "reused afterwards)")

@@ -23,9 +23,10 @@ from ficoco_edge.export.fuse import fuse_file
 from ficoco_edge.export.quantize import check_quant, quantize_graph
 from ficoco_edge.export.shared_weights import WEIGHTS_FILE, share_weights
 from ficoco_edge.export.tensorrt import tensorrt_problems
-from ficoco_edge.manifest import SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
+from ficoco_edge.manifest import MANIFEST, SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
 from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
 from ficoco_edge.models.vqa import VisionLanguageModel
+from ficoco_edge.outputs import check_parent
 from ficoco_edge.reduction.schedule import Schedule
 
 VALIDATION_TEXT = (5, 9)  # text tokens before / after the image span in the validation prompt
@@ -208,8 +209,7 @@ def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path,
     """Export `vlm` reduced by `method` at `schedule` into directory `out`; returns the manifest."""
     check_quant(quant, target)
     out = Path(out)
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
+    check_export_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an export is an ordinary directory
@@ -221,6 +221,22 @@ def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path,
     finally:
         remove(vlm.model)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_export_out(out: Path, force: bool) -> None:
+    """Refuse an --out that cannot hold the export, or whose replacement would lose something
+    other than an earlier export: --force replaces exports only."""
+    out = Path(out)
+    check_parent(out)
+    if not out.exists():
+        return
+    if not force:
+        raise UsageError(f"{out} already exists; pass --force to replace it or choose another --out")
+    if not (out / MANIFEST).is_file():
+        raise UsageError(f"--out {out} exists and is not an export (no {MANIFEST}); --force only replaces "
+                         f"exports: choose another --out")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise UsageError(f"--out {out} holds the current directory; run from elsewhere or choose another --out")
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

@@ -19,8 +19,11 @@ LLAVA_15_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"  # llava-hf's LLaVA-1
 def load(name: str = EMBEDDED, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VisionLanguageModel:
     """Load a model: "embedded", an embedded tower/projector .safetensors file (trained by
     `ficoco_edge.training.embedded`), a local llava-hf directory, or a Hugging Face hub id."""
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith(".safetensors")
     if name == EMBEDDED:
         model = embedded_vlm()
+    elif looks_like_path and not Path(name).expanduser().exists():
+        raise UsageError(f"model {name} not found; pass an existing llava-hf directory or .safetensors file")
     elif name.endswith(".safetensors"):
         model = embedded_vlm(Path(name).expanduser())
     elif Path(name).expanduser().is_dir():

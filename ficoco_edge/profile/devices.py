@@ -88,7 +88,7 @@ def load_device(name_or_path: str | Path) -> DeviceProfile:
     path = resolve_profile(str(name_or_path), "devices", "device")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read device profile {path}: {exc}") from exc
     return device_from_dict(path.stem, data, str(path))
 

@@ -7,20 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ficoco_edge.errors import UsageError
-from ficoco_edge.outputs import atomic_output
+from ficoco_edge.outputs import atomic_output, check_plot_path
 from ficoco_edge.profile.devices import DeviceProfile
 from ficoco_edge.profile.tables import Setting, budget_sweep, device_sweep
 
 BUDGETS = tuple(round(0.5 + 0.25 * i, 2) for i in range(33))
 """0.5 .. 8.5 TFLOPs (the unreduced LLaVA-1.5-7B counts 8.45)."""
-
-
-def check_plot_path(path: str | Path) -> Path:
-    """The path as a Path, or a UsageError unless it ends in .png."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--plot writes a PNG; give a path ending in .png, got {str(path)!r}")
-    return path
 
 
 def plot_budgets(setting: Setting, devices: Sequence[DeviceProfile], path: str | Path,

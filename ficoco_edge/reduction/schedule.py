@@ -156,7 +156,7 @@ def solve_schedule(side: str, *, budget_tflops: float | None = None, keep: int |
     reference = reference or load_arch("llava-1.5-7b")
     n_in = reference.vision.num_patches
     if side != "none" and (budget_tflops is None) == (keep is None):
-        raise UsageError(f"side {side!r} needs exactly one of a budget or a keep count")
+        raise UsageError(f"give --budget B (TFLOPs) or --keep N, exactly one (side {side!r})")
     if side == "none" and keep is not None and keep != n_in:
         raise UsageError(f"side 'none' keeps all {n_in} visual tokens, got keep {keep}")
     if budget_tflops is not None:

@@ -80,6 +80,13 @@ def test_planned_cost_is_under_budget(monkeypatch, capsys, method, budget):
         (("bench", "--image", "examples/README.md"), "not an image"),
         (("bench", "--question", " "), "empty"),
         (("bench", "--out", "examples"), "is a directory"),
+        (("profile", "--budget", "2.4", "--keep", "10"), "not both"),
+        (("profile", "--save", "examples/"), "path prefix"),
+        (("profile", "--plot", "examples"), "ending in .png"),
+        (("plan", "--model", "examples/red-triangle.png"), "cannot read architecture profile"),
+        (("eval", "--dataset", "examples/README.md", "--out", "examples/README.md"), "also an input file"),
+        (("export", "--keep", "20", "--out", "examples", "--force"), "not an export"),
+        (("export", "--keep", "20", "--model", "/no/such/dir"), "not found"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):

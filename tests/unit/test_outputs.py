@@ -18,7 +18,7 @@ def test_bad_output_paths_are_refused(tmp_path):
         check_output(tmp_path)
     with pytest.raises(UsageError, match="a-file is a file"):
         check_output(tmp_path / "a-file" / "deeper" / "out.json")
-    with pytest.raises(UsageError, match="also the input"):
+    with pytest.raises(UsageError, match="also an input file"):
         check_output(tmp_path / "a-file", tmp_path / "." / "a-file")
     check_output(tmp_path / "new" / "dirs" / "out.json")  # parents are created when written
 
@@ -71,7 +71,7 @@ def test_batch_reports_bad_bytes_and_failures_and_answers_the_rest(tmp_path):
 def test_batch_refuses_to_overwrite_its_own_input(tmp_path):
     requests = tmp_path / "q.jsonl"
     requests.write_text(json.dumps({"image": "a.png", "question": "q"}) + "\n")
-    with pytest.raises(UsageError, match="also the input"):
+    with pytest.raises(UsageError, match="also an input file"):
         answer_file(requests, requests, lambda i, q: {}, lambda n, e: None)
     with pytest.raises(UsageError, match="not a file"):
         answer_file(tmp_path, tmp_path / "out.jsonl", lambda i, q: {}, lambda n, e: None)
