@@ -15,6 +15,8 @@ named in its `source` line:
 
 from __future__ import annotations
 
+import math
+
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +104,8 @@ def device_from_dict(key: str, data: dict, where: str = "device profile") -> Dev
     values = {}
     for field in _FLOATS:
         value = data[field]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise UsageError(f"{where}: {field} must be a non-negative number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise UsageError(f"{where}: {field} must be a finite non-negative number, got {value!r}")
         values[field] = float(value)
     if values["reserved_gib"] >= values["memory_gib"] or min(values["bandwidth_gbs"], values["peak_fp16_tflops"]) <= 0:
         raise UsageError(f"{where}: need reserved_gib < memory_gib and positive bandwidth and peak ops")

@@ -39,7 +39,9 @@ def test_profile_by_path(tmp_path):
 
 
 @pytest.mark.parametrize("change, needle", [({"memory_gib": "8"}, "memory_gib"), ({"reserved_gib": 9}, "reserved"),
-                                            ({"unified_memory": 1}, "unified_memory"), ({"extra": 1}, "unknown")])
+                                            ({"unified_memory": 1}, "unified_memory"), ({"extra": 1}, "unknown"),
+                                            ({"memory_gib": float("nan")}, "memory_gib"),
+                                            ({"bandwidth_gbs": float("inf")}, "bandwidth_gbs")])
 def test_bad_profiles(change, needle):
     data = {"name": "x", "source": "s", "memory_gib": 8, "reserved_gib": 1, "bandwidth_gbs": 68,
             "peak_fp16_tflops": 10, "peak_int8_tops": 20, "unified_memory": True, **change}
