@@ -21,6 +21,9 @@ def cpu_measured_rows(setting) -> tuple[dict, list[dict]]:
                          "embedded, or --gpu cuda on a GPU machine for the real-size architectures")
     if setting.keep is not None:
         raise UsageError("measured mode on the CPU takes --budget, not --keep")
+    if (setting.batch, setting.text_tokens, setting.context, setting.kv_bits) != (1, 60, None, 16):
+        raise UsageError("measured mode on the CPU answers the benchmark's prompt at batch 1 with the exports' "
+                         "KV cache: drop --batch, --text-tokens, --context and --kv-bits")
     bad = [q for q in setting.quants if q not in CPU_QUANTS]
     if bad:
         raise UsageError(f"CPU exports are {', '.join(CPU_QUANTS)}; got --quant {','.join(bad)}")
@@ -29,8 +32,10 @@ def cpu_measured_rows(setting) -> tuple[dict, list[dict]]:
         for method in setting.methods:
             budget = None if method == "none" else setting.budget
             row = measure(BenchJob(budget, quant), BenchSettings(model="embedded", method=method))
+            prompt = row["text_tokens"]
             rows.append({"method": method, "quant": quant, "llm_tokens_per_layer": row["visual_tokens"],
                          "kv_bytes": row["kv_bytes"], "peak_rss_bytes": int(row["peak_rss_mb"] * 2**20),
                          "vision_ms": round(row["vision_ms"], 1), "prefill_ms": round(row["prefill_ms"], 1),
                          "ttft_ms": round(row["ttft_ms"], 1), "decode_tokens_per_s": round(row["decode_tok_s"], 1)})
-    return {"backend": "onnxruntime CPU", "onnxruntime": onnxruntime.__version__, "cpus": os.cpu_count()}, rows
+    return {"backend": "onnxruntime CPU", "onnxruntime": onnxruntime.__version__, "cpus": os.cpu_count(),
+            "prompt_text_tokens": prompt}, rows

@@ -84,8 +84,9 @@ def _settings_line(report: dict) -> str:
               else f"keep {report['keep']} visual tokens")
     scheds = "; ".join(f"{m}: {s['vision_keep']} -> {s['llm_visual_keep']} visual"
                        for m, s in report["schedules"].items())
+    kv = "KV as each export holds it" if report["kv_bits"] is None else f"KV {report['kv_bits']}-bit"
     return (f"{budget}, text tokens {report['text_tokens']}, context "
-            f"{report['context']}, batch {report['batch']}, KV {report['kv_bits']}-bit, K={report['llm_layer']}. "
+            f"{report['context']}, batch {report['batch']}, {kv}, K={report['llm_layer']}. "
             f"Schedules: {scheds}.")
 
 

@@ -70,6 +70,10 @@ def profile_report(mode: str, setting: Setting, device: DeviceProfile | None = N
             from ficoco_edge.profile.cpu import cpu_measured_rows
 
             report["environment"], report["rows"] = cpu_measured_rows(setting)
+            # what was run: the benchmark's prompt, each export's own KV dtype (the schedules stay
+            # those of the budget, which is counted with the default 60 text tokens)
+            prompt = report["environment"]["prompt_text_tokens"]
+            report.update(text_tokens=prompt, context=prompt, kv_bits=None)
         else:
             report["environment"], report["rows"] = measured_rows(setting, gpu_run, device)
     if device is not None:

@@ -93,3 +93,11 @@ def test_measured_mode_without_a_gpu(monkeypatch, capsys):
 def test_cpu_measured_mode_needs_the_embedded_model(monkeypatch, capsys):
     code, _, err = run(monkeypatch, capsys, "profile", "--mode", "measured", "--gpu", "cpu", "--model", "llava-1.5-7b")
     assert code == 2 and "embedded" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", [("--batch", "4"), ("--text-tokens", "100"), ("--kv-bits", "4"), ("--context", "90")])
+def test_cpu_measured_mode_refuses_settings_it_would_not_use(monkeypatch, capsys, flag):
+    """It answers the benchmark's prompt; a header claiming another batch or prompt would misreport it."""
+    code, _, err = run(monkeypatch, capsys, "profile", "--mode", "measured", "--gpu", "cpu", "--model", "embedded",
+                       "--quant", "fp32", *flag)
+    assert code == 2 and "drop --batch" in err and len(err.strip().splitlines()) == 1
