@@ -157,9 +157,18 @@ def _int(value, where: str, key: str) -> int:
     return value
 
 
+MAX_LAYERS, MAX_SIZE = 4096, 1 << 24  # far past any released model; beyond them per-layer tables exhaust memory
+
+
 def _validate(arch: Arch, where: str) -> None:
     llm, vis = arch.llm, arch.vision
     problems = []
+    if max(llm.layers, vis.layers) > MAX_LAYERS:
+        problems.append(f"at most {MAX_LAYERS} layers per tower")
+    sizes = (llm.hidden, llm.intermediate, llm.heads, llm.kv_heads, llm.vocab, vis.hidden, vis.intermediate,
+             vis.heads, vis.image_size, vis.patch_size, arch.projector_hidden)
+    if max(sizes) > MAX_SIZE:
+        problems.append(f"widths, heads, vocab and image sizes must be at most {MAX_SIZE}")
     if min(llm.layers, llm.hidden, llm.intermediate, llm.heads, llm.kv_heads, llm.vocab) < 1:
         problems.append("llm sizes must be positive")
     elif llm.hidden % llm.heads or llm.heads % llm.kv_heads:

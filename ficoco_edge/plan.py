@@ -22,13 +22,16 @@ def solve_for_method(method: str, budget: float | None = None, keep: int | None 
     return solve_schedule(side, budget_tflops=budget, keep=keep, llm_layer=llm_layer)
 
 
+MAX_PROMPT_TOKENS = 1 << 20  # past any LLaVA-style model's context; larger counts only overflow the tables
+
+
 def make_plan(model: str, method: str, budget: float | None = None, keep: int | None = None,
               text_tokens: int = 60, quant: str = "fp16", llm_layer: int = 2) -> dict:
     """Schedule and costs as a JSON-ready dict (LLM-Viewer mode at top level, decimal units)."""
     if quant not in QUANTS:
         raise UsageError(f"unknown quant {quant!r}; choose one of: {', '.join(QUANTS)}")
-    if text_tokens < 1:
-        raise UsageError(f"--text-tokens must be >= 1, got {text_tokens}")
+    if not 1 <= text_tokens <= MAX_PROMPT_TOKENS:
+        raise UsageError(f"--text-tokens must be between 1 and {MAX_PROMPT_TOKENS}, got {text_tokens}")
     if keep is not None and keep < 0:
         raise UsageError(f"--keep must be >= 0, got {keep}")
     arch = load_arch(model)

@@ -29,6 +29,6 @@ def run_eval(model: str, dataset: str, split: str, methods: list[str], budgets: 
 
     configs = make_configs(methods, budgets)
     samples = load_samples(dataset, split, limit)
-    vlm = load(model, _device(device), dtype)
+    vlm = load(model, _device(device), dtype, progress=progress)
     snapshot = (lambda rows: write_json(rows, out)) if out is not None else None
     return evaluate(vlm, samples, configs, batch_size, progress=progress, on_batch=snapshot)

@@ -22,13 +22,15 @@ DeviceProfileOpt = Annotated[Optional[str], typer.Option(
                      "predicted TTFT/decode ceilings and whether it fits")]
 
 
-def _int(text: str, name: str, minimum: int) -> int:
+def _int(text: str, name: str, minimum: int, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise UsageError(f"{name} {text!r} is not a whole number") from None
     if value < minimum:
         raise UsageError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -79,11 +81,12 @@ def profile(
 
 
 def _setting(model, methods, quant, budget, keep, batch, context, text_tokens, kv_bits, llm_layer, checkpoint):
+    from ficoco_edge.plan import MAX_PROMPT_TOKENS
     from ficoco_edge.profile.tables import Setting
 
     arch = _arch(model, checkpoint)
-    text = _int(text_tokens, "--text-tokens", 1)
-    ctx = None if context is None else _int(context, "--context", text)
+    text = _int(text_tokens, "--text-tokens", 1, MAX_PROMPT_TOKENS)
+    ctx = None if context is None else _int(context, "--context", text, MAX_PROMPT_TOKENS)
     bits = _int(kv_bits, "--kv-bits", 4)
     if bits not in (4, 8, 16):
         raise UsageError(f"--kv-bits must be 16, 8 or 4, got {bits}")

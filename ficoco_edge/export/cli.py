@@ -33,10 +33,11 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
     schedule = solve_for_method(method, budget, keep)
     out = out or default_out(model, method, budget, keep, quant, target)
     check_export_out(out, force)  # before the slow model load
-    vlm = load(model)
+    terminal = sys.stderr.isatty()  # progress bars redraw lines: in logs and pipes they are noise
+    vlm = load(model, progress=terminal)
     if announce:
         print(announce, file=sys.stderr)
-    return export(vlm, method, schedule, out, budget, force, quant, target, progress=True), out
+    return export(vlm, method, schedule, out, budget, force, quant, target, progress=terminal), out
 
 
 def cached_export(model: str, method: str, budget: float | None, keep: int | None, quant: str,

@@ -73,6 +73,8 @@ class Runtime:
         `model` overriding the manifest's model name, device cpu|cuda, dtype fp32|bf16|fp16).
         """
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise UsageError(f"export {directory} is a file; pass the directory `ficoco-edge export` wrote")
         if not directory.is_dir():
             raise UsageError(f"export {directory} not found; create one with `ficoco-edge export`")
         manifest = read_manifest(directory, verify)

@@ -119,6 +119,8 @@ def test_corrupted_or_incompatible_export_is_refused(embedded_exports, tmp_path)
         Runtime.load(copy)
     with pytest.raises(UsageError, match="not found"):
         Runtime.load(tmp_path / "nothing")
+    with pytest.raises(UsageError, match="is a file; pass the directory"):
+        Runtime.load(copy / "manifest.json")
 
 
 def test_over_long_and_empty_questions(embedded_exports):

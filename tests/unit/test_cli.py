@@ -87,6 +87,9 @@ def test_planned_cost_is_under_budget(monkeypatch, capsys, method, budget):
         (("eval", "--dataset", "examples/README.md", "--out", "examples/README.md"), "also an input file"),
         (("export", "--keep", "20", "--out", "examples", "--force"), "not an export"),
         (("export", "--keep", "20", "--model", "/no/such/dir"), "not found"),
+        (("plan", "--method", "ficoco-v", "--budget", "1.5", "--text-tokens", "99999999999"), "between 1 and"),
+        (("profile", "--text-tokens", "99999999999"), "--text-tokens must be <="),
+        (("profile", "--context", "99999999999"), "--context must be <="),
     ],
 )
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, args, needle):
@@ -100,3 +103,14 @@ def test_methods_lists_every_registered_method(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "methods")
     assert code == 0
     assert [line.split()[0] for line in out.strip().splitlines()] == list(METHODS)
+
+
+@pytest.mark.parametrize("line, needle", [("layers = 4", "at most 4096 layers"), ("vocab = 1000", "at most 16777216")])
+def test_absurd_architecture_sizes_are_refused(monkeypatch, capsys, tmp_path, line, needle):
+    """A profile whose sizes would make per-layer tables exhaust memory is refused, not computed."""
+    text = (Path(__file__).parents[2] / "profiles" / "models" / "tiny.toml").read_text()
+    assert line in text
+    profile = tmp_path / "huge.toml"
+    profile.write_text(text.replace(line, line.split("=")[0] + f"= {2 ** 63 - 1}", 1))
+    code, _, err = run(monkeypatch, capsys, "plan", "--model", str(profile), "--method", "ficoco-v", "--budget", "1.5")
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1

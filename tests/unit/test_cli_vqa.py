@@ -44,6 +44,12 @@ def test_not_an_image(monkeypatch, capsys, tmp_path):
     assert code == 2 and "not an image" in err
 
 
-def test_directory_without_a_checkpoint(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("config, needle", [(None, "has no config.json"),
+                                            ('{"model_type": "llama"}', "holds a llama checkpoint, not LLaVA"),
+                                            ('{"model_type": "llava"}', "could not load a LLaVA checkpoint"),
+                                            ("[1", "cannot read")])
+def test_directory_without_a_checkpoint(monkeypatch, capsys, tmp_path, config, needle):
+    if config is not None:
+        (tmp_path / "config.json").write_text(config)
     code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "what?", "--model", str(tmp_path))
-    assert code == 2 and "could not load a LLaVA checkpoint" in err and "hf download" in err
+    assert code == 2 and needle in err and "hf download" in err and len(err.strip().splitlines()) == 1
