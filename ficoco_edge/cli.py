@@ -12,6 +12,9 @@ import typer
 from ficoco_edge.commands import analysis, export, profile, runtime, vqa
 from ficoco_edge.errors import UsageError
 
+# what the `export` extra installs (pyproject.toml); the runtime alone runs without them
+EXPORT_TOOLS = ("torch", "transformers", "onnx", "safetensors", "gguf", "accelerate")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="FiCoCo token reduction for edge LLaVA inference.")
 
 
@@ -47,8 +50,20 @@ def main() -> None:
         if not exc.format_message():  # no arguments at all: the help was printed
             sys.exit(code)
         _fail(f"{exc.format_message()} (see `{ctx.command_path if ctx else 'ficoco-edge'} --help`)", code, debug)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EXPORT_TOOLS:
+            _fail(f"{type(exc).__name__}: {exc}" + ("" if debug else " (rerun with --debug for the traceback)"), 1, debug)
+        _fail(_missing_tools_message(exc.name.split(".")[0]), 2, debug)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         _fail(f"{type(exc).__name__}: {exc}" + ("" if debug else " (rerun with --debug for the traceback)"), 1, debug)
+
+
+def _missing_tools_message(module: str) -> str:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    where = " (it makes the export on first use)" if command == "run" else ""
+    fix = "pip install 'ficoco-edge[export]'" + (", or pass --export DIR (an export made on another machine)"
+                                                if command == "run" else "")
+    return f"`ficoco-edge {command}` needs {module}{where}, one of the export tools this install lacks: {fix}"
 
 
 def _fail(message: str, code: int, debug: bool) -> None:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from ficoco_edge.arch import load_arch
 from ficoco_edge.cost import llm_matmul_flops, llmviewer_cost, physical_cost
 from ficoco_edge.errors import UsageError
-from ficoco_edge.reduction.methods import get_method
+from ficoco_edge.reduction.registry import get_method
 from ficoco_edge.reduction.schedule import Schedule, solve_schedule
 
 QUANTS = ("fp16", "int8", "int4")

@@ -12,7 +12,7 @@ from ficoco_edge.commands.common import BudgetOpt, FormatOpt, KeepOpt, MethodOpt
 
 def methods() -> None:
     """List the registered reduction methods."""
-    from ficoco_edge.reduction.methods import METHODS
+    from ficoco_edge.reduction.registry import METHODS
 
     for m in METHODS.values():
         typer.echo(f"{m.name:<10} [{m.side:<6}] {m.summary}")

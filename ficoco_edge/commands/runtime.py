@@ -132,7 +132,7 @@ def bench(
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose one of: auto, cpu, cuda")
     image = image or str(example_image())
-    _check_bench_inputs(image, question, threads, out)
+    _check_bench_inputs(image, question, threads, out, hf)
     settings = BenchSettings(model, method, image, question, decode_tokens, repeats, rounds, threads, device)
     progress = (lambda row, r: typer.echo(f"measured {row['method']} {row['budget_tflops']} {row['quant']} {row['backend']}"
                                           f" (round {r + 1}/{rounds})", err=True))
@@ -142,7 +142,7 @@ def bench(
     typer.echo(json.dumps(rows, indent=2) if fmt == "json" else table(rows))
 
 
-def _check_bench_inputs(image: str, question: str, threads: int | None, out: Path | None) -> None:
+def _check_bench_inputs(image: str, question: str, threads: int | None, out: Path | None, hf: bool) -> None:
     """What every worker would refuse, refused once before the first row is measured."""
     from ficoco_edge.outputs import check_output
     from ficoco_edge.runtime.backends import check_threads
@@ -154,6 +154,19 @@ def _check_bench_inputs(image: str, question: str, threads: int | None, out: Pat
     check_threads(threads)
     if out is not None:
         check_output(out)
+    if hf and not _installed("torch", "transformers"):
+        raise UsageError("the transformers row needs torch and transformers, which this install lacks: "
+                         "pip install 'ficoco-edge[export]', or pass --no-hf")
+
+
+def _installed(*modules: str) -> bool:
+    """Whether every module can be imported, without importing it."""
+    from importlib.util import find_spec
+
+    try:
+        return all(find_spec(m) is not None for m in modules)
+    except (ImportError, ValueError):  # a finder that refuses the name, a module without a spec
+        return False
 
 
 COMMANDS = (("run", run), ("bench", bench))

@@ -15,7 +15,7 @@ from ficoco_edge.eval.datasets import Sample
 from ficoco_edge.models.llava import reduced, vision_arch
 from ficoco_edge.models.vqa import VisionLanguageModel, normalize_answer
 from ficoco_edge.plan import solve_for_method
-from ficoco_edge.reduction.methods import METHODS
+from ficoco_edge.reduction.registry import METHODS
 from ficoco_edge.reduction.schedule import Schedule
 from ficoco_edge.runtime.images import open_image
 

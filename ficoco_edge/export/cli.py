@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
-from ficoco_edge.export.quantize import check_quant
 from ficoco_edge.manifest import MANIFEST, read_manifest
 from ficoco_edge.paths import cache_root
 
@@ -24,6 +23,7 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
                out: Path | None, force: bool, announce: str | None = None) -> tuple[dict, Path]:
     """Export after checking the settings; `announce` is printed once the model has loaded."""
     from ficoco_edge.export.exporter import check_export_out, export
+    from ficoco_edge.export.quantize import check_quant
     from ficoco_edge.models.loading import load
     from ficoco_edge.plan import solve_for_method
 

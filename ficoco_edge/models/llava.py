@@ -21,7 +21,7 @@ from ficoco_edge.arch import LLMArch, VisionArch
 from ficoco_edge.errors import UnsupportedModelError
 from ficoco_edge.models.patch_llm import LLMStep, ReducingLlamaDecoderLayer, ReducingLlamaModel, ReducingLlavaModel
 from ficoco_edge.models.patch_vision import ReducingCLIPEncoder, ReducingCLIPEncoderLayer, VisionStep
-from ficoco_edge.reduction.methods import FicocoParams, get_method
+from ficoco_edge.reduction.registry import FicocoParams, get_method
 from ficoco_edge.reduction.schedule import Schedule
 
 _SWAPS = ((CLIPEncoder, ReducingCLIPEncoder), (CLIPEncoderLayer, ReducingCLIPEncoderLayer),

@@ -22,7 +22,8 @@ from transformers.models.llava.modeling_llava import LlavaModel
 from ficoco_edge.errors import UsageError
 from ficoco_edge.reduction.compress import apply_plan, gather_tokens
 from ficoco_edge.reduction.filter import split
-from ficoco_edge.reduction.methods import FicocoParams, Stages, plan_llm_step
+from ficoco_edge.reduction.methods import plan_llm_step
+from ficoco_edge.reduction.registry import FicocoParams, Stages
 from ficoco_edge.reduction.scores import LLMScores
 
 

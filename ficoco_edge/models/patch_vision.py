@@ -14,7 +14,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPEncoderLayer
 
 from ficoco_edge.reduction.compress import apply_plan, gather_tokens
-from ficoco_edge.reduction.methods import FicocoParams, Stages, plan_vision_step
+from ficoco_edge.reduction.methods import plan_vision_step
+from ficoco_edge.reduction.registry import FicocoParams, Stages
 from ficoco_edge.reduction.scores import VisionScores
 
 

@@ -55,7 +55,7 @@ def plot_budgets(setting: Setting, devices: Sequence[DeviceProfile], path: str |
 
 
 def _ttft_panel(ax, setting: Setting, devices: Sequence[DeviceProfile], budgets: Sequence[float]) -> None:
-    from ficoco_edge.reduction.methods import get_method
+    from ficoco_edge.reduction.registry import get_method
 
     reducing = [m for m in setting.methods if get_method(m).side != "none"] or list(setting.methods)
     method, quant = reducing[0], setting.quants[0]

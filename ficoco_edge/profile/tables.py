@@ -16,7 +16,7 @@ from ficoco_edge.plan import solve_for_method
 from ficoco_edge.profile.devices import DeviceProfile
 from ficoco_edge.profile.footprint import activation_peak_bytes, kv_cache_bytes, resident_weight_bytes, weight_bits
 from ficoco_edge.profile.roofline import Workload, predict
-from ficoco_edge.reduction.methods import get_method
+from ficoco_edge.reduction.registry import get_method
 from ficoco_edge.reduction.schedule import Schedule
 
 

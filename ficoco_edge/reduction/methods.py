@@ -1,85 +1,17 @@
-"""Reduction methods as choices of filter, correlate and compress stages, and a registry.
+"""One reduction step of a method (registry.py names them): score tokens (filter), decide where the
+removed tokens' content goes (correlate), and hand both to compress.
 
-FiCoCo-V/L/VL, ToMe, EViT, FastV and a random floor are all one step shape: score tokens
-(filter), decide where removed tokens' content goes (correlate), apply it (compress).
+FiCoCo-V/L/VL, ToMe, EViT, FastV and a random floor all take this one step shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import MappingProxyType
-
 import torch
 
-from ficoco_edge.errors import UsageError
 from ficoco_edge.reduction import correlate, filter as filt
 from ficoco_edge.reduction.compress import Plan
+from ficoco_edge.reduction.registry import FicocoParams, Stages
 from ficoco_edge.reduction.scores import LLMScores, VisionScores
-
-
-@dataclass(frozen=True)
-class FicocoParams:
-    """Hyperparameters, defaulting to the paper and the official code."""
-
-    beta: float = 0.35  # FiCoCo-V filter: weight of [CLS] relevance against patch similarity
-    window: int = 2  # FiCoCo-V local penalty window (2x2 cells)
-    penalty_scale: float = 2.0  # FiCoCo-V local penalty scaling coefficient
-    eps: float = 0.998  # quantile a target's correlation must exceed (both sides)
-    g: float = 0.6  # FiCoCo-L filter: weight of vision redundancy against text relevance
-    a: float = 0.6  # FiCoCo-L correlate: weight of direct against indirect (via text) correlation
-
-
-@dataclass(frozen=True)
-class Stages:
-    filter: str
-    correlate: str  # "quantile" | "bipartite" | "fuse" | "none"
-
-    @property
-    def extra_removed(self) -> int:
-        """EViT removes one more token than it reduces by: the fused token replaces them."""
-        return 1 if self.correlate == "fuse" else 0
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    summary: str
-    vision: Stages | None = None
-    llm: Stages | None = None
-
-    @property
-    def side(self) -> str:
-        """'none', 'vision', 'llm' or 'both': where the method removes tokens."""
-        return {(False, False): "none", (True, False): "vision", (False, True): "llm"}.get(
-            (self.vision is not None, self.llm is not None), "both"
-        )
-
-
-_FICOCO_V = Stages("ficoco-v", "quantile")
-_FICOCO_L = Stages("ficoco-l", "quantile")
-
-METHODS = MappingProxyType(
-    {
-        m.name: m
-        for m in (
-            Method("none", "no reduction: the unpatched model's behaviour"),
-            Method("ficoco-v", "FiCoCo-V: [CLS]/local-redundancy filter, quantile merge, inside the vision tower", _FICOCO_V),
-            Method("ficoco-l", "FiCoCo-L: text-relevance filter, direct+indirect merge, inside the LLM after layer K", llm=_FICOCO_L),
-            Method("ficoco-vl", "FiCoCo-VL: FiCoCo-V in the vision tower, then FiCoCo-L in the LLM", _FICOCO_V, _FICOCO_L),
-            Method("tome", "ToMe: bipartite soft matching with size-weighted merge, inside the vision tower", Stages("bipartite", "bipartite")),
-            Method("evit", "EViT: keep the tokens [CLS] attends to, fuse the rest into one token", Stages("cls-attention", "fuse")),
-            Method("fastv", "FastV: drop the image tokens that receive least attention at LLM layer K", llm=Stages("attention-received", "none")),
-            Method("random", "random drop in the vision tower at the same schedule: the accuracy floor", Stages("random", "none")),
-        )
-    }
-)
-
-
-def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UsageError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
 
 
 def _finish(stages: Stages, src: torch.Tensor, keep: torch.Tensor, targets) -> Plan:

@@ -17,6 +17,7 @@ from ficoco_edge.models.llava import reduced
 from ficoco_edge.runtime import Runtime, Sampler
 from tests.helpers import copy_export
 from tests.runtime.conftest import METHODS, needs_embedded, schedule
+from tests.runtime.test_light_imports import BLOCK_EXPORT_TOOLS
 
 pytestmark = needs_embedded
 QUESTIONS = 20
@@ -80,19 +81,9 @@ def test_positions_past_the_rope_table_are_refused(embedded_vlm, embedded_export
     runtime.check_positions(prompt, limit - prompt)  # the last position itself is allowed
 
 
-BLOCK_TORCH = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError(name + ' is not installed here')
-sys.meta_path.insert(0, Block())
-"""
-
-
-def test_runs_an_export_without_torch(embedded_exports):
+def test_runs_an_export_without_the_export_tools(embedded_exports):
     directory = embedded_exports["ficoco-v"]
-    code = BLOCK_TORCH + (
+    code = BLOCK_EXPORT_TOOLS + (
         "from ficoco_edge.runtime import Runtime\n"
         f"print(Runtime.load({str(directory)!r}, device='cpu').answer('examples/red-triangle.png', "
         "'What color is the shape?', 8).text)\n"

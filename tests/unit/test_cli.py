@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ficoco_edge.reduction.methods import METHODS
+from ficoco_edge.reduction.registry import METHODS
 from tests.helpers import run_cli as run
 
 PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "paper_tables.csv"

@@ -12,7 +12,8 @@ import torch
 
 from ficoco_edge.reduction import compress, correlate
 from ficoco_edge.reduction.compress import Plan
-from ficoco_edge.reduction.methods import METHODS, FicocoParams, plan_llm_step, plan_vision_step
+from ficoco_edge.reduction.methods import plan_llm_step, plan_vision_step
+from ficoco_edge.reduction.registry import METHODS, FicocoParams
 from ficoco_edge.reduction.scores import LLMScores, VisionScores
 
 from tests.stage_refs import ref_adaptive_targets, ref_ficoco_v_redundancy, ref_merge, ref_split
