@@ -74,8 +74,7 @@ def hub_snapshot(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except LocalEntryNotFoundError:
         pass
-    advice = ("on a machine with hub access run `hf download {id} --local-dir DIR`, copy DIR here and pass "
-              "--model DIR").format(id=repo_id)
+    advice = f"on a machine with hub access run `hf download {repo_id} --local-dir DIR`, copy DIR here and pass --model DIR"
     if constants.HF_HUB_OFFLINE:
         raise UsageError(f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
     if not hub_reachable(constants.ENDPOINT):
@@ -95,7 +94,8 @@ def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
         return True
     url = urlparse(endpoint)
     try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        port = url.port or (80 if url.scheme == "http" else 443)
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
     except OSError:  # name resolution failed, refused, timed out
         return False
     return True
