@@ -11,7 +11,7 @@ import typer
 from ficoco_edge.commands.common import (DTYPES, DtypeOpt, FormatOpt, KeepOpt, MethodOpt, VLMOpt, check_format,
                                          split_list)
 from ficoco_edge.errors import UsageError
-from ficoco_edge.paths import example_image
+from ficoco_edge.paths import cache_root, example_image
 
 DEFAULT_METHOD, DEFAULT_BUDGET, DEFAULT_QUANT = "ficoco-l", 4.2, "fp32"
 
@@ -59,7 +59,7 @@ def run(
     elif out is None or image is not None:
         raise UsageError("--batch FILE needs --out FILE and no IMAGE/QUESTION arguments")
     else:
-        check_requests(batch, out)
+        check_requests(batch, out, *([export_dir] if export_dir else []), cache_root() / "exports")
     if max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if backend not in BACKENDS or dtype not in DTYPES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -40,13 +41,24 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
     return export(vlm, method, schedule, out, budget, force, quant, target, progress=terminal), out
 
 
+def model_identity(model: str) -> str:
+    """What an export's manifest records as its model: an existing path resolved (the same
+    checkpoint from any working directory), else the name as given (embedded, a hub id)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if model != "embedded" and model.strip() and path.exists() else model
+
+
 def cached_export(model: str, method: str, budget: float | None, keep: int | None, quant: str,
                   refresh: bool = False) -> Path:
     """The export for these settings in cache_root()/exports, created on first use (or `refresh`).
-    A cached export made by another version of ficoco-edge (or unreadable) is made again: the
-    cache is ours, and newer versions trace faster graphs."""
-    out = cache_root() / "exports" / default_out(model, method, budget, keep, quant, "ort").name
-    if refresh or _stale(out):
+    Entries are named by the model's identity (two checkpoints called `llava` in different places
+    get their own); one made by another version of ficoco-edge, for another model, or unreadable,
+    is made again: the cache is ours, and newer versions trace faster graphs."""
+    identity = model_identity(model)
+    label = identity if identity == "embedded" else \
+        f"{Path(identity).name}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    out = cache_root() / "exports" / default_out(label, method, budget, keep, quant, "ort").name
+    if refresh or _stale(out, identity):
         if out.is_dir() and not (out / MANIFEST).is_file():  # a broken cache entry: ours to remove
             shutil.rmtree(out)
         run_export(model, method, budget, keep, quant, "ort", out, force=True,
@@ -55,8 +67,9 @@ def cached_export(model: str, method: str, budget: float | None, keep: int | Non
     return out
 
 
-def _stale(directory: Path) -> bool:
+def _stale(directory: Path, identity: str) -> bool:
     try:
-        return read_manifest(directory, verify=False).get("tool_version") != __version__
+        manifest = read_manifest(directory, verify=False)
     except UsageError:  # ManifestError: missing, corrupted, another schema
         return True
+    return manifest.get("tool_version") != __version__ or manifest.get("model") != identity

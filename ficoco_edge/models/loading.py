@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ EMBEDDED = "embedded"
 LLAVA_15_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"  # llava-hf's LLaVA-1.5 conversation format
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}", re.ASCII)  # the hub's repo id rules
 # what a llava-hf checkpoint needs from the hub (weights, configs, tokenizer, chat template)
 HUB_FILES = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken")
 
@@ -34,19 +37,24 @@ def load(name: str = EMBEDDED, device: str = "cpu", dtype: torch.dtype = torch.f
 
 
 def _load(name: str, device: str, dtype: torch.dtype) -> VisionLanguageModel:
+    if not name.strip():
+        raise UsageError("--model is empty: use 'embedded', a local llava-hf checkpoint directory, or a hub id")
     looks_like_path = name.startswith(("/", ".", "~")) or name.endswith(".safetensors")
     if name == EMBEDDED:
         model = embedded_vlm()
     elif looks_like_path and not Path(name).expanduser().exists():
         raise UsageError(f"model {name} not found; pass an existing llava-hf directory or .safetensors file")
-    elif name.endswith(".safetensors"):
-        model = embedded_vlm(Path(name).expanduser())
+    elif name.endswith(".safetensors") and Path(name).expanduser().is_file():
+        model = embedded_vlm(Path(name).expanduser().resolve())
     elif Path(name).expanduser().is_dir():
-        model = _llava_hf(str(Path(name).expanduser()), str(Path(name).expanduser()))
-    elif name.count("/") == 1 and not Path(name).suffix:
+        local = str(Path(name).expanduser().resolve())  # what the manifest records: valid from any directory
+        model = _llava_hf(local, local)
+    elif HUB_ID.fullmatch(name) and "--" not in name and ".." not in name:
         model = _llava_hf(str(hub_snapshot(name)), name)
     else:
-        raise UsageError(f"unknown model {name!r}: use 'embedded', a local llava-hf checkpoint directory, or a hub id")
+        raise UsageError(f"unknown model {name!r}: no such directory or .safetensors file, and not a hub id "
+                         "(ORG/NAME of letters, digits, '-', '_', '.'); use 'embedded', a local llava-hf "
+                         "checkpoint directory, or a hub id")
     model.model.to(device=device, dtype=dtype).eval()
     return model
 
@@ -103,15 +111,18 @@ def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
 
 @contextmanager
 def _loading_bars(show: bool):
-    """transformers draws a bar for every checkpoint it loads: shown only when asked for."""
+    """transformers draws a bar for every checkpoint it loads (shown only when asked for) and logs
+    reports such as weight-shape mismatch tables, which our one-line errors replace."""
     from transformers.utils import logging as hf_logging
 
-    shown = hf_logging.is_progress_bar_enabled()
+    shown, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
         (hf_logging.enable_progress_bar if shown else hf_logging.disable_progress_bar)()
+        hf_logging.set_verbosity(verbosity)
 
 
 def _llava_hf(directory: str, name: str) -> VisionLanguageModel:
@@ -124,8 +135,10 @@ def _llava_hf(directory: str, name: str) -> VisionLanguageModel:
     try:
         model = LlavaForConditionalGeneration.from_pretrained(directory, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:160].rstrip(".") if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' and size-mismatch errors alike
+        reason = str(exc).splitlines()[0][:240].rstrip(".") if str(exc).strip() else type(exc).__name__
+        if "ignore_mismatched_sizes" in reason:  # transformers' pointer to a report we keep quiet
+            reason = "the sizes in config.json do not match the weights' shapes"
         raise UsageError(
             f"could not load a LLaVA checkpoint from {directory}: {reason}. Pass a directory holding a llava-hf "
             "checkpoint (config.json, *.safetensors, tokenizer files; `hf download <id> --local-dir DIR` makes one)"
@@ -154,15 +167,38 @@ def _check_llava_config(directory: Path) -> None:
 
 
 def _preprocess_for(directory: Path, config) -> ClipPreprocess:
-    """CLIP pre-processing from the checkpoint's preprocessor_config.json, else the tower's size."""
+    """CLIP pre-processing from the checkpoint's preprocessor_config.json (absent or not a JSON
+    object: the tower's size and CLIP's statistics); values the vision graph cannot take are refused."""
     size = config.vision_config.image_size
+    path = directory / "preprocessor_config.json"
     try:
-        cfg = json.loads((directory / "preprocessor_config.json").read_text())
+        cfg = json.loads(path.read_text())
     except (OSError, ValueError):
-        return ClipPreprocess(size, size)
-    if not isinstance(cfg, dict):
-        return ClipPreprocess(size, size)
-    short = cfg.get("size", {}).get("shortest_edge", size) if isinstance(cfg.get("size"), dict) else cfg.get("size", size)
-    crop = cfg.get("crop_size", {}).get("height", size) if isinstance(cfg.get("crop_size"), dict) else cfg.get("crop_size", size)
-    return ClipPreprocess(int(short), int(crop), tuple(cfg.get("image_mean", OPENAI_CLIP_MEAN)),
-                          tuple(cfg.get("image_std", OPENAI_CLIP_STD)))
+        cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+
+    def edge(key: str, inner: str):
+        value = cfg.get(key, size)
+        return value.get(inner, size) if isinstance(value, dict) else value
+
+    short, crop = edge("size", "shortest_edge"), edge("crop_size", "height")
+    mean, std = cfg.get("image_mean", OPENAI_CLIP_MEAN), cfg.get("image_std", OPENAI_CLIP_STD)
+    problems = [f"crop_size {crop!r} is not the vision tower's image_size {size}"] if crop != size else []
+    if not (_whole(short) and short >= size):
+        problems.append(f"size {short!r} is not a whole number >= the crop {size}")
+    for key, value in (("image_mean", mean), ("image_std", std)):
+        if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(map(_number, value))):
+            problems.append(f"{key} {value!r} is not 3 numbers")
+        elif key == "image_std" and min(value) <= 0:
+            problems.append(f"image_std {value!r} must be > 0")
+    if problems:
+        raise UsageError(f"{path}: {'; '.join(problems)}; fix it, or delete it to use the tower's defaults")
+    return ClipPreprocess(int(short), int(crop), tuple(map(float, mean)), tuple(map(float, std)))
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -53,13 +53,29 @@ def answer_file(requests: Path, out: Path, answer: Callable[[Path, str], dict],
     return BatchResult(answered, failed)
 
 
-def check_requests(requests: Path, out: Path) -> None:
-    """Refuse a missing or unreadable requests file, and an --out that would replace it."""
+def check_requests(requests: Path, out: Path, *protected: Path) -> None:
+    """Refuse a missing or unreadable requests file, and an --out that would replace it, an image
+    it lists, or a file inside one of the `protected` directories (the export, the export cache)."""
     if not requests.exists():
         raise UsageError(f"batch file {requests} not found")
     if not requests.is_file():
         raise UsageError(f"batch file {requests} is not a file; pass a JSONL file of {{\"image\", \"question\"}} lines")
-    check_output(out, requests)
+    check_output(out, requests, *_listed_images(requests))
+    for directory in protected:
+        if Path(out).resolve().is_relative_to(Path(directory).resolve()):
+            raise UsageError(f"--out {out} lies inside {directory}; write the answers elsewhere")
+
+
+def _listed_images(requests: Path) -> list[Path]:
+    """The image paths of the requests file's readable lines (the others are reported later)."""
+    images = []
+    with requests.open("rb") as source:
+        for raw in source:
+            try:
+                images.append(read_request(raw.decode("utf-8-sig"), requests.parent)[0])
+            except (UsageError, UnicodeDecodeError):
+                continue
+    return images
 
 
 def _answer_line(raw: bytes, number: int, base: Path, answer: Callable[[Path, str], dict]) -> dict | None:

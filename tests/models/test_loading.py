@@ -143,3 +143,23 @@ def test_export_and_run_from_a_local_llava_hf_directory(tiny_checkpoint, monkeyp
                                                          ignore_stop=True)
                for backend in ("ort", "torch")]
     assert answers[0].token_ids == answers[1].token_ids and len(answers[0].token_ids) == 8
+
+
+def test_checkpoints_with_the_same_name_get_their_own_cached_exports(tiny_checkpoint, monkeypatch, capsys, tmp_path):
+    """`run --model A/llava` then `--model B/llava`: each answers from an export of its own model."""
+    import json
+    import shutil
+
+    from tests.helpers import run_cli
+
+    directory, _ = tiny_checkpoint
+    monkeypatch.setenv("FICOCO_EDGE_CACHE", str(tmp_path / "cache"))
+    models = [tmp_path / side / "llava" for side in ("a", "b")]
+    for model in models:
+        shutil.copytree(directory, model)
+    for model in models:
+        code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What is it?", "--model",
+                               str(model), "--method", "ficoco-v", "--keep", "64", "--max-new-tokens", "2")
+        assert code == 0 and "creating" in err, err
+    recorded = {json.loads((e / "manifest.json").read_text())["model"] for e in (tmp_path / "cache" / "exports").iterdir()}
+    assert recorded == {str(m) for m in models}

@@ -85,11 +85,12 @@ def test_run_with_no_flags_creates_the_default_export_once(monkeypatch, capsys, 
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and out.strip() == "red" and "creating" in err, err
     (cached,) = (tmp_path / "exports").iterdir()
-    assert cached.name == "embedded-ficoco-l-b4.2-fp32" and not _stale(cached)
+    assert cached.name == "embedded-ficoco-l-b4.2-fp32" and not _stale(cached, "embedded")
+    assert _stale(cached, "/elsewhere/embedded")  # another model of that name: made anew, never reused
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and out.strip() == "red" and "creating" not in err  # reused
     manifest = json.loads((cached / "manifest.json").read_text())
     (cached / "manifest.json").write_text(json.dumps({**manifest, "tool_version": "0.0.1"}))
-    assert _stale(cached)  # made by another version: `run` would make it again
+    assert _stale(cached, "embedded")  # made by another version: `run` would make it again
     (cached / "manifest.json").write_text("{broken")
-    assert _stale(cached)
+    assert _stale(cached, "embedded")

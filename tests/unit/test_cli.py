@@ -114,3 +114,20 @@ def test_absurd_architecture_sizes_are_refused(monkeypatch, capsys, tmp_path, li
     profile.write_text(text.replace(line, line.split("=")[0] + f"= {2 ** 63 - 1}", 1))
     code, _, err = run(monkeypatch, capsys, "plan", "--model", str(profile), "--method", "ficoco-v", "--budget", "1.5")
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_batch_out_never_replaces_an_input_or_an_export(monkeypatch, capsys, tmp_path):
+    """--out naming an image the batch lists, or a file inside --export or the export cache, is
+    refused before anything runs, and the file is left as it was."""
+    monkeypatch.setenv("FICOCO_EDGE_CACHE", str(tmp_path / "cache"))
+    image, export = tmp_path / "img.png", tmp_path / "export"
+    image.write_bytes(b"an image the batch reads")
+    export.mkdir()
+    (export / "manifest.json").write_text("{}")
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"image": "img.png", "question": "What?"}\nnot json\n')
+    for out, needle in ((image, "also an input file"), (export / "manifest.json", "lies inside"),
+                        (tmp_path / "cache" / "exports" / "a.jsonl", "lies inside")):
+        code, _, err = run(monkeypatch, capsys, "run", "--batch", str(batch), "--out", str(out), "--export", str(export))
+        assert code == 2 and needle in err, err
+    assert image.read_bytes() == b"an image the batch reads" and (export / "manifest.json").read_text() == "{}"
