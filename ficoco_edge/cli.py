@@ -59,11 +59,26 @@ def main() -> None:
 
 
 def _missing_tools_message(module: str) -> str:
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-    where = " (it makes the export on first use)" if command == "run" else ""
-    fix = "pip install 'ficoco-edge[export]'" + (", or pass --export DIR (an export made on another machine)"
-                                                if command == "run" else "")
+    args = sys.argv[1:]
+    command = next((a for a in args if not a.startswith("-")), "")
+    fix = "pip install 'ficoco-edge[export]'"
+    where = ""
+    if command == "run" and _option(args, "--backend") == "torch":
+        where, fix = " (the PyTorch backend)", f"{fix}, or run an export with --backend ort"
+    elif command == "run" and _option(args, "--export") is None:
+        where = " (it makes the export on first use)"
+        fix += ", or pass --export DIR (an export made on another machine)"
     return f"`ficoco-edge {command}` needs {module}{where}, one of the export tools this install lacks: {fix}"
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value given to option `name` (`--name VALUE` or `--name=VALUE`), or None."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _fail(message: str, code: int, debug: bool) -> None:

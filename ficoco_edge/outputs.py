@@ -7,6 +7,7 @@ failed run leaves any previous file untouched, and a replaced file keeps its per
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import tempfile
@@ -38,10 +39,13 @@ def check_parent(path: Path, flag: str = "--out") -> None:
 
 
 def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
-    """The path as a Path, or a UsageError unless it is a writable-looking path ending in .png."""
+    """The path as a Path, or a UsageError unless it is a writable-looking path ending in .png and
+    matplotlib, which draws it, is installed (checked before anything is printed or written)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UsageError(f"{flag} writes a PNG; give a path ending in .png, got {str(path)!r}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"{flag} needs matplotlib: `pip install matplotlib`, or leave out {flag}")
     check_output(path, flag=flag)
     return path
 

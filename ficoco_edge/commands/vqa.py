@@ -33,7 +33,6 @@ def eval_(
 ) -> None:
     """Exact-match accuracy of methods x budgets on a VQA dataset (or of exports, through the runtime)."""
     from ficoco_edge.eval import report
-    from ficoco_edge.vqa_cli import run_eval
 
     check_format(fmt)
     _check_outputs(out, plot, dataset)
@@ -48,6 +47,8 @@ def eval_(
             report.write_json(rows, out)
         typer.echo(json.dumps(rows, indent=2) if fmt == "json" else report.table(rows))
         return
+    from ficoco_edge.vqa_cli import run_eval  # the PyTorch model: needs the export tools
+
     rows = run_eval(model, dataset, split, split_list(methods_), [parse_float(b) for b in split_list(budgets)], limit,
                     batch_size, device, torch_dtype(dtype), progress, out)
     if plot is not None:

@@ -80,3 +80,9 @@ def load_samples(dataset: str, split: str = "test", limit: int | None = None, se
             picked = sorted(random.Random(seed).sample(range(len(samples)), limit))
             samples = [samples[i] for i in picked]
     return samples
+
+
+def normalize_answer(text: str) -> str:
+    """First word, lower-cased, punctuation stripped: 'Blue.' -> 'blue'."""
+    words = text.strip().lower().split()
+    return words[0].strip(".,!?;:'\"()") if words else ""

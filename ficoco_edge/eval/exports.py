@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ficoco_edge.eval.datasets import Sample
-from ficoco_edge.models.vqa import normalize_answer
+from ficoco_edge.eval.datasets import Sample, normalize_answer
 
 
 def evaluate_exports(directories: list[Path], samples: list[Sample], max_new_tokens: int = 8,

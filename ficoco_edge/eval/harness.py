@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ficoco_edge.errors import UsageError
-from ficoco_edge.eval.datasets import Sample
+from ficoco_edge.eval.datasets import Sample, normalize_answer
 from ficoco_edge.models.llava import reduced, vision_arch
-from ficoco_edge.models.vqa import VisionLanguageModel, normalize_answer
+from ficoco_edge.models.vqa import VisionLanguageModel
 from ficoco_edge.plan import solve_for_method
 from ficoco_edge.reduction.registry import METHODS
 from ficoco_edge.reduction.schedule import Schedule

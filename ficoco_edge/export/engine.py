@@ -145,14 +145,29 @@ def _write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def network_flags(trt, strongly_typed: bool) -> int:
+    """create_network's flags: STRONGLY_TYPED (TensorRT >= 9) for typed graphs; EXPLICIT_BATCH on
+    TensorRT 8 (JetPack 5 and 6.0), whose ONNX parser fills explicit-batch networks only (10 always is)."""
+    names = trt.NetworkDefinitionCreationFlag
+    typed = getattr(names, "STRONGLY_TYPED", None)
+    if strongly_typed and typed is None:
+        raise UsageError(f"TensorRT {trt.__version__} cannot build typed (fp16/int8/int4) graphs: use TensorRT 10 "
+                         "or later, or build an fp32 export (--quant fp32 --target trt) with --fp16")
+    flags = 1 << int(typed) if strongly_typed else 0
+    if int(trt.__version__.split(".")[0]) < 10:
+        flags |= 1 << int(names.EXPLICIT_BATCH)
+    return flags
+
+
 def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], precision: str, strongly_typed: bool) -> bytes:
-    """Serialized engine for the ONNX graph at `path` (TensorRT 10 Python API)."""
+    """Serialized engine for the ONNX graph at `path` (TensorRT 8.6+ Python API)."""
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly_typed and flag is None:
-        raise UsageError(f"TensorRT {trt.__version__} cannot build typed (fp16/int8/int4) graphs; use TensorRT 10 or later")
-    network = builder.create_network(1 << int(flag) if strongly_typed else 0)
+    try:
+        builder = trt.Builder(logger)
+    except TypeError:  # the binding's factory returned null: TensorRT found no usable GPU (its log says why)
+        raise UsageError("TensorRT could not start a builder (no usable NVIDIA GPU or driver; its log above says "
+                         "why): run build-engine on the machine with the GPU that will run the engines") from None
+    network = builder.create_network(network_flags(trt, strongly_typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):  # reads external data beside the file too
         errors = "; ".join(str(parser.get_error(i)) for i in range(min(parser.num_errors, 3)))
@@ -160,6 +175,8 @@ def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], preci
     config = builder.create_builder_config()
     if precision == "fp16" and not strongly_typed:  # typed networks take their precision from the graph
         config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 means fp32, as onnxruntime computes it
     if shapes:
         profile = builder.create_optimization_profile()
         for name, shape in shapes.items():

@@ -73,12 +73,32 @@ def load_vision(model: LlavaForConditionalGeneration, path: Path) -> dict:
         return json.loads((f.metadata() or {}).get("training", "{}"))
 
 
+def check_vision_file(path: Path) -> None:
+    """Refuse, before the LLM loads (tens of seconds on first use), a file that does not hold the
+    packaged tower's tensors by name: another checkpoint's weights, or not safetensors at all."""
+    from safetensors import safe_open
+
+    hint = "pass a tower file written by ficoco_edge.training.embedded, or a llava-hf checkpoint directory"
+    try:
+        with safe_open(str(path), "np") as f:
+            names = set(f.keys())
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for bad headers
+        raise UsageError(f"{path} is not a readable .safetensors file ({str(exc).splitlines()[0][:120]}); {hint}") from None
+    with safe_open(str(weights_path()), "np") as f:
+        expected = set(f.keys())
+    if names != expected:
+        raise UsageError(f"{path} does not hold the embedded tower/projector ({len(names - expected)} of its "
+                         f"{len(names)} tensors are not the tower's, {len(expected - names)} missing); {hint}")
+
+
 def load_llm(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
     return LlamaForCausalLM.from_pretrained(smollm2_dir(), dtype=dtype)
 
 
 def load_embedded(weights: Path | None = None) -> LlavaForConditionalGeneration:
     """The embedded LLaVA in fp32 eval mode, tower + projector from `weights` (default: packaged)."""
+    if weights is not None:
+        check_vision_file(weights)
     model = build(load_llm())
     model.ficoco_training = load_vision(model, weights or weights_path())
     return model.eval()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import socket
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
@@ -73,21 +70,25 @@ def embedded_vlm(weights: Path | None = None, trained: bool = True) -> VisionLan
 
 def hub_snapshot(repo_id: str) -> Path:
     """The local directory of hub checkpoint `repo_id`: from the Hugging Face cache when it is
-    there (no network at all), else downloaded into it. Offline, or with the hub unreachable, one
-    clear error at once instead of huggingface_hub's ~25 s of retries."""
+    there and complete (no network at all), else downloaded into it. Offline, or with the hub
+    unreachable or silent, one clear error within seconds instead of retries or a hang."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        cached = Path(snapshot_download(repo_id, local_files_only=True))
+        missing = snapshot_lacks(cached)
+        if missing is None:
+            return cached
+        where = f"the Hugging Face cache holds an incomplete copy of {repo_id} (no {missing})"
     except LocalEntryNotFoundError:
-        pass
+        where = f"model {repo_id} is not in the local Hugging Face cache"
     advice = f"on a machine with hub access run `hf download {repo_id} --local-dir DIR`, copy DIR here and pass --model DIR"
     if constants.HF_HUB_OFFLINE:
-        raise UsageError(f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
-    if not hub_reachable(constants.ENDPOINT):
-        raise UsageError(f"model {repo_id} is not in the local Hugging Face cache and {constants.ENDPOINT} cannot "
-                         f"be reached; {advice}")
+        raise UsageError(f"{where} and HF_HUB_OFFLINE is set; {advice}")
+    problem = hub_problem(repo_id, constants.ENDPOINT)
+    if problem:
+        raise UsageError(f"{where} and {problem}; {advice}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES)))
     except (HfHubHTTPError, OSError, ValueError) as exc:
@@ -95,18 +96,35 @@ def hub_snapshot(repo_id: str) -> Path:
                          f"({str(exc).splitlines()[0][:160]}); check the id, or {advice}") from exc
 
 
-def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub opens; with a proxy configured, assume so (requests
-    goes through the proxy, which this check cannot see)."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(endpoint)
+def snapshot_lacks(directory: Path) -> str | None:
+    """What a cached snapshot needs before it can load (config.json, its weight files), or None.
+    An interrupted download leaves a snapshot without them."""
+    if not (directory / "config.json").is_file():
+        return "config.json"
     try:
-        port = url.port or (80 if url.scheme == "http" else 443)
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError:  # name resolution failed, refused, timed out
-        return False
-    return True
+        shards = set(json.loads((directory / "model.safetensors.index.json").read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        shards = {"model.safetensors"}
+    missing = sorted(name for name in shards if not (directory / name).is_file())
+    return ", ".join(missing) if missing else None
+
+
+def hub_problem(repo_id: str, endpoint: str, timeout_s: float = 5.0) -> str | None:
+    """Why the hub cannot serve `repo_id` (unreachable, silent past `timeout_s`, no such model),
+    or None when it answers for it. Asks once through huggingface_hub, proxies included."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi(endpoint=endpoint).model_info(repo_id, timeout=timeout_s)
+    except RepositoryNotFoundError:
+        return f"{endpoint} has no model {repo_id} (or it is private: log in with `hf auth login`)"
+    except HfHubHTTPError as exc:
+        return f"{endpoint} answered {str(exc).splitlines()[0][:120]}"
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, DNS, proxy errors: httpx's and others alike
+        reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        return f"{endpoint} cannot be reached ({reason})"
+    return None
 
 
 @contextmanager
@@ -162,8 +180,9 @@ def _check_llava_config(directory: Path) -> None:
         raise UsageError(f"cannot read {directory / 'config.json'} ({exc}); {hint}") from None
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind != "llava":
-        raise UsageError(f"{directory} holds a {kind or 'unknown'} checkpoint, not LLaVA (config.json "
-                         f"model_type 'llava'); {hint}")
+        found = f"model_type {kind!r}" if kind else "no model_type"
+        raise UsageError(f"{directory} does not hold a LLaVA checkpoint (its config.json has {found}, not "
+                         f"'llava'); {hint}")
 
 
 def _preprocess_for(directory: Path, config) -> ClipPreprocess:

@@ -59,9 +59,3 @@ class VisionLanguageModel:
 
     def answer(self, images: list[Image.Image], questions: list[str], max_new_tokens: int = 8) -> list[str]:
         return self.generate(self.pixels(images), questions, max_new_tokens)
-
-
-def normalize_answer(text: str) -> str:
-    """First word, lower-cased, punctuation stripped: 'Blue.' -> 'blue'."""
-    words = text.strip().lower().split()
-    return words[0].strip(".,!?;:'\"()") if words else ""

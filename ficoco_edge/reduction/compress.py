@@ -4,7 +4,7 @@ A plan is computed once per reducing step (filter + correlate) and then applied 
 per-token tensor: hidden states and token sizes through `merge`/`drop`/`fuse`, and any index
 bookkeeping (positions, grid cells, the image span) through `gather_tokens(t, plan.keep_idx)`.
 All shapes are static given Python-int token counts, so the functions export to ONNX as
-Gather / TopK / ScatterElements(add).
+Gather / TopK / MatMul, with no scatter reductions (TensorRT restricts them).
 """
 
 from __future__ import annotations
@@ -56,15 +56,18 @@ def merge(x: torch.Tensor, size: torch.Tensor, plan: Plan) -> tuple[torch.Tensor
     x: (b, n, c), size: (b, n, 1) -> (b, n_keep, c), (b, n_keep, 1).
     """
     kept_x, kept_size = drop(x, size, plan)
-    b, r, k = plan.tgt_slot.shape
-    c = x.shape[-1]
-    src_x = gather_tokens(x, plan.src_idx)  # (b, r, c)
     mass = plan.tgt_weight.to(x.dtype) * gather_tokens(size, plan.src_idx)  # (b, r, k)
-    slots = plan.tgt_slot.reshape(b, r * k)
-    contrib = (src_x.unsqueeze(2) * mass.unsqueeze(-1)).reshape(b, r * k, c)
-    numer = (kept_x * kept_size).scatter_add(1, slots.unsqueeze(-1).expand(b, r * k, c), contrib)
-    denom = kept_size.scatter_add(1, slots.unsqueeze(-1), mass.reshape(b, r * k, 1))
-    return numer / denom, denom
+    sends = mass_matrix(plan.tgt_slot, mass, kept_x.shape[1])  # (b, n_keep, r)
+    denom = kept_size + sends.sum(-1, keepdim=True)
+    return (kept_x * kept_size + sends @ gather_tokens(x, plan.src_idx)) / denom, denom
+
+
+def mass_matrix(slot: torch.Tensor, mass: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """slot, mass: (b, r, k) -> (b, n_keep, r): entry [t, s] is the mass source s gives kept token t.
+    A matrix product with this replaces a scatter-add, which TensorRT takes only with no more
+    indices than outputs (r * k <= n_keep), and small budgets break that."""
+    hits = slot.unsqueeze(-1) == torch.arange(n_keep, device=slot.device)  # (b, r, k, n_keep)
+    return (hits.to(mass.dtype) * mass.unsqueeze(-1)).sum(2).transpose(1, 2)
 
 
 def fuse(x: torch.Tensor, size: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:

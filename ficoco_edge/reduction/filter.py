@@ -27,6 +27,15 @@ def window_ids(grid_pos: torch.Tensor, grid_side: int, window: int) -> torch.Ten
     return (row // window) * blocks_per_row + col // window
 
 
+def window_minimum(score: torch.Tensor, win: torch.Tensor, n_windows: int) -> torch.Tensor:
+    """score, win: (b, n) -> (b, n_windows): each window's lowest score (inf for an empty window).
+    A one-hot comparison rather than a scatter with a min reduction, which TensorRT 8's parser
+    refuses; (b, n, n_windows) is small (576 x 144 on LLaVA-1.5)."""
+    member = win.unsqueeze(-1) == torch.arange(n_windows, device=win.device)
+    inf = torch.tensor(float("inf"), dtype=score.dtype, device=score.device)
+    return torch.where(member, score.unsqueeze(-1), inf).amin(1)
+
+
 def local_penalty(score: torch.Tensor, win: torch.Tensor, n_windows: int, scale: float) -> torch.Tensor:
     """Push each window's lowest-scoring token further towards removal.
 
@@ -34,9 +43,7 @@ def local_penalty(score: torch.Tensor, win: torch.Tensor, n_windows: int, scale:
     divided by `scale` if positive, multiplied by it if not (the official rule), so every
     window gives up its most redundant token before any window gives up two.
     """
-    inf = torch.full((score.shape[0], n_windows), float("inf"), dtype=score.dtype, device=score.device)
-    win_min = inf.scatter_reduce(1, win, score, reduce="amin", include_self=True)
-    is_min = score == win_min.gather(1, win)
+    is_min = score == window_minimum(score, win, n_windows).gather(1, win)
     penalised = torch.where(score > 0, score / scale, score * scale)
     return torch.where(is_min, penalised, score)
 

@@ -148,7 +148,7 @@ class Runtime:
         self.check_positions(len(ids), max_new_tokens)
         picture = image if isinstance(image, Image.Image) else open_image(image)
         timings = Timings()
-        embeds, image_start = self._prompt_embeds(ids, self.preprocess([picture]), timings)
+        embeds, image_start = self.embed_prompt(ids, self.preprocess([picture]), timings)
         tick = time.perf_counter()
         logits, caches = self.backend.prefill(embeds, image_start)
         cache = KVCache.allocate(self.prefill_lengths(n_text), max_new_tokens, self.manifest["llm"]["kv_heads"],
@@ -165,7 +165,7 @@ class Runtime:
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True).strip()
         return Answer(text, tokens, cache.nbytes, self.prefill_lengths(n_text), timings)
 
-    def _prompt_embeds(self, ids: np.ndarray, pixels: np.ndarray, timings: Timings) -> tuple[np.ndarray, int]:
+    def embed_prompt(self, ids: np.ndarray, pixels: np.ndarray, timings: Timings) -> tuple[np.ndarray, int]:
         """ids (s,) with one image span, pixels (1, 3, H, W) -> inputs_embeds (1, s, hidden), span start."""
         tick = time.perf_counter()
         image = self.backend.vision(pixels)

@@ -1,5 +1,5 @@
-"""TensorRT backend: the engines `ficoco-edge build-engine` wrote, run through the TensorRT 10 Python
-API with CUDA memory from cuda-python. Same calls as the other backends (backends.py).
+"""TensorRT backend: the engines `ficoco-edge build-engine` wrote, run through the TensorRT Python
+API (8.6 and later) with CUDA memory from cuda-python. Same calls as the other backends (backends.py).
 
 The KV cache lives on the GPU: decode binds each layer's buffer as its past input directly, and
 a step's new key/value are copied device-to-device into their slot (one strided cudaMemcpy2D per
@@ -35,6 +35,9 @@ class TrtBackend:
     name = "tensorrt"
 
     def __init__(self, directory: Path, manifest: dict):
+        if manifest.get("target") != "trt":
+            raise UsageError(f"{directory} is an onnxruntime export; for TensorRT re-export it with "
+                             "`ficoco-edge export ... --target trt`, then run `ficoco-edge build-engine` on it")
         if "engines" not in manifest:
             raise UsageError(f"{directory} has no TensorRT engines: run `ficoco-edge build-engine {directory}` on the "
                              "machine that will run them")

@@ -112,6 +112,7 @@ class FakeTensorRT:
 
             def create_builder_config(self):
                 return type("Config", (), {"set_flag": lambda _, flag: fake.calls.append(("flag", flag)),
+                                           "clear_flag": lambda _, flag: fake.calls.append(("clear", flag)),
                                            "add_optimization_profile": lambda _, p: fake.calls.append(("profile",))})()
 
             def create_optimization_profile(self):
@@ -131,7 +132,7 @@ class FakeTensorRT:
         self.Builder, self.OnnxParser = Builder, OnnxParser
         self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
         self.NetworkDefinitionCreationFlag = type("Flags", (), {"STRONGLY_TYPED": 5})
-        self.BuilderFlag = type("BuilderFlag", (), {"FP16": "FP16"})
+        self.BuilderFlag = type("BuilderFlag", (), {"FP16": "FP16", "TF32": "TF32"})
 
 
 def test_engines_are_written_and_recorded(monkeypatch, tmp_path):
@@ -151,3 +152,20 @@ def test_engines_are_written_and_recorded(monkeypatch, tmp_path):
     placeholders = {"vision.onnx", "prefill.onnx", "decode.onnx", "embed_tokens.npy", "tokenizer.json"}
     assert sorted(p.name for p in tmp_path.iterdir() if p.name not in placeholders) == [
         "decode.engine", "manifest.json", "prefill.engine", "vision.engine"]
+
+
+def test_tensorrt_8_gets_explicit_batch_networks_and_refuses_typed_graphs(monkeypatch, tmp_path):
+    """TensorRT 8 (JetPack 5, 6.0) parses ONNX into explicit-batch networks only and has no typed networks."""
+    fake = FakeTensorRT()
+    fake.__version__ = "8.6.2"
+    fake.NetworkDefinitionCreationFlag = type("Flags", (), {"EXPLICIT_BATCH": 0, "EXPLICIT_PRECISION": 1})
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    write_export(tmp_path, fake_manifest(quant="fp32"))
+    engine.build_engines(tmp_path, fp16=True)
+    assert (tmp_path / "prefill.engine").read_bytes() == b"engine 1 prefill.onnx"  # 1 << EXPLICIT_BATCH
+    assert ("flag", "FP16") in fake.calls and ("clear", "TF32") not in fake.calls
+    engine.build_engines(tmp_path)
+    assert fake.calls.count(("clear", "TF32")) == 3  # fp32 engines compute in fp32, not TensorRT's default TF32
+    write_export(tmp_path, fake_manifest(quant="int4"))
+    with pytest.raises(UsageError, match=r"TensorRT 8.6.2 cannot build typed .* \(--quant fp32 --target trt\)"):
+        engine.build_engines(tmp_path)

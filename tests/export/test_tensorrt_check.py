@@ -47,6 +47,16 @@ def test_a_computed_topk_k_is_reported(tmp_path):
     assert tensorrt_problems(tmp_path / "g.onnx") == [": input 1 of TopK must be a constant for TensorRT"]
 
 
+def test_a_scatter_with_a_reduction_is_reported(tmp_path):
+    """TensorRT 8.6's parser refused FiCoCo-V's window minimum written as a scatter-min (seen on an H100)."""
+    node = helper.make_node("ScatterElements", ["data", "idx", "upd"], ["out"], axis=1, reduction="min", name="s")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, s) for n, t, s in [
+        ("data", TensorProto.FLOAT, [1, 4]), ("idx", TensorProto.INT64, [1, 9]), ("upd", TensorProto.FLOAT, [1, 9])]],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)]), tmp_path / "g.onnx")
+    assert tensorrt_problems(tmp_path / "g.onnx") == ["s: ScatterElements with reduction 'min'"]
+
+
 @pytest.mark.parametrize("method", ["ficoco-l", "fastv"])
 def test_span_only_prefill_equals_the_token_track_prefill(tiny_vlm, method):
     """The TensorRT prefill keeps tokens by index arithmetic around the span; same outputs."""

@@ -12,7 +12,7 @@ from ficoco_edge.eval.datasets import load_samples
 from ficoco_edge.eval.harness import evaluate, make_configs
 from ficoco_edge.models import embedded
 from ficoco_edge.models.llava import reduced
-from ficoco_edge.models.vqa import normalize_answer
+from ficoco_edge.eval.datasets import normalize_answer
 from ficoco_edge.plan import solve_for_method
 from tests.helpers import run_cli
 

@@ -3,6 +3,7 @@ network, and refusing fast (one error, no retries) when the hub id is neither ca
 
 import dataclasses
 import socket
+import time
 
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_a_cached_hub_id_loads_without_the_network(tiny_checkpoint, tmp_path, mo
     directory, original = tiny_checkpoint
     cache_entry(tmp_path, "tiny-org/tiny-llava", directory)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "hub_reachable", no_network)
+    monkeypatch.setattr(loading, "hub_problem", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     vlm = loading.load("tiny-org/tiny-llava")
     assert vlm.name == "tiny-org/tiny-llava"  # what an export's manifest records
@@ -95,26 +96,43 @@ def test_an_uncached_hub_id_offline_is_refused_at_once(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "hub_reachable", lambda endpoint: False)
-    with pytest.raises(UsageError, match=r"not in the local Hugging Face cache and .* cannot be reached; .*hf download"):
+    monkeypatch.setattr(loading, "hub_problem", lambda repo_id, endpoint: f"{endpoint} cannot be reached (refused)")
+    with pytest.raises(UsageError, match=r"not in the local Hugging Face cache and .* cannot be reached .*; .*hf download"):
         loading.load("someorg/not-cached")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(loading, "hub_reachable", no_network)
+    monkeypatch.setattr(loading, "hub_problem", no_network)
     with pytest.raises(UsageError, match="HF_HUB_OFFLINE is set"):
         loading.load("someorg/not-cached")
 
 
-def test_hub_reachable_tells_an_open_port_from_a_closed_one(monkeypatch):
-    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+def test_an_incomplete_cached_snapshot_is_not_loaded_as_is(tiny_checkpoint, tmp_path, monkeypatch):
+    """An interrupted download leaves a snapshot without weights: the hub is asked to complete it."""
+    from huggingface_hub import constants
+
+    directory, _ = tiny_checkpoint
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (partial / name).symlink_to(directory / name)
+    cache_entry(tmp_path / "hub", "tiny-org/tiny-llava", partial)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(loading, "hub_problem", lambda repo_id, endpoint: "it is down")
+    with pytest.raises(UsageError, match=r"incomplete copy of tiny-org/tiny-llava \(no model.safetensors\) and it is down"):
+        loading.load("tiny-org/tiny-llava")
+    assert loading.snapshot_lacks(directory) is None
+
+
+def test_hub_problem_names_a_closed_port_and_a_silent_server_within_its_timeout(monkeypatch):
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
-    with socket.socket() as server:
+    with socket.socket() as server:  # accepts connections (the kernel's backlog) and never answers
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert loading.hub_reachable(f"http://127.0.0.1:{port}")
-    assert not loading.hub_reachable(f"http://127.0.0.1:{port}")  # closed now: refused
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    assert loading.hub_reachable(f"http://127.0.0.1:{port}")  # the proxy decides, not this check
+        tick = time.perf_counter()
+        silent = loading.hub_problem("a/b", f"http://127.0.0.1:{port}", timeout_s=0.5)
+        assert "cannot be reached" in silent and time.perf_counter() - tick < 5  # no retries
+    assert "cannot be reached" in loading.hub_problem("a/b", f"http://127.0.0.1:{port}", timeout_s=0.5)  # closed
 
 
 def test_weight_loading_bars_only_when_asked(tiny_checkpoint, capfd):
@@ -163,3 +181,15 @@ def test_checkpoints_with_the_same_name_get_their_own_cached_exports(tiny_checkp
         assert code == 0 and "creating" in err, err
     recorded = {json.loads((e / "manifest.json").read_text())["model"] for e in (tmp_path / "cache" / "exports").iterdir()}
     assert recorded == {str(m) for m in models}
+
+
+def test_a_safetensors_file_that_is_not_a_tower_is_refused_before_the_llm_loads(tiny_checkpoint, monkeypatch, tmp_path):
+    from ficoco_edge.models import embedded
+
+    monkeypatch.setattr(embedded, "load_llm", no_network)  # the slow part a wrong file must not reach
+    directory, _ = tiny_checkpoint
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors header")
+    for path, needle in [(directory / "model.safetensors", "does not hold the embedded tower/projector"),
+                         (tmp_path / "garbage.safetensors", "is not a readable .safetensors file")]:
+        with pytest.raises(UsageError, match=needle):
+            loading.load(str(path))

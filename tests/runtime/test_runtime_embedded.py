@@ -4,6 +4,7 @@ KV bytes equal the cost model, torch is never imported, and bad exports are refu
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_positions_past_the_rope_table_are_refused(embedded_vlm, embedded_export
     runtime.check_positions(prompt, limit - prompt)  # the last position itself is allowed
 
 
-def test_runs_an_export_without_the_export_tools(embedded_exports):
+def test_runs_an_export_without_the_export_tools(embedded_exports, tmp_path):
     directory = embedded_exports["ficoco-v"]
     code = BLOCK_EXPORT_TOOLS + (
         "from ficoco_edge.runtime import Runtime\n"
@@ -94,6 +95,21 @@ def test_runs_an_export_without_the_export_tools(embedded_exports):
     assert done.returncode == 0, done.stderr
     want = Runtime.load(directory, device="cpu").answer("examples/red-triangle.png", "What color is the shape?", 8).text
     assert done.stdout.splitlines() == [want, want]
+    torch_backend = BLOCK_EXPORT_TOOLS + (
+        "sys.argv = ['ficoco-edge', 'run', 'examples/red-triangle.png', 'What color is the shape?', "
+        f"'--export', {str(directory)!r}, '--backend', 'torch']\nfrom ficoco_edge.cli import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", torch_backend], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "needs torch (the PyTorch backend)" in done.stderr
+    assert "--backend ort" in done.stderr and "--export DIR" not in done.stderr  # it was given
+    dataset = tmp_path / "vqa.jsonl"
+    dataset.write_text(json.dumps({"image": str(Path("examples/red-triangle.png").absolute()),
+                                   "question": "What color is the shape?", "answer": "red"}) + "\n")
+    evaluate = BLOCK_EXPORT_TOOLS + (
+        f"sys.argv = ['ficoco-edge', 'eval', '--exports', {str(directory)!r}, '--dataset', {str(dataset)!r}, "
+        "'--no-progress', '--format', 'json']\nfrom ficoco_edge.cli import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", evaluate], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["n"] == 1
 
 
 def test_corrupted_or_incompatible_export_is_refused(embedded_exports, tmp_path):

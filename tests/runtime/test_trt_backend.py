@@ -24,7 +24,7 @@ def with_engines(source, directory):
     (what FakeTensorRT loads: like a real engine, one self-contained blob)."""
     copy_export(source, directory)
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["engines"] = {}
+    manifest["engines"], manifest["target"] = {}, "trt"  # stands in for a --target trt export
     for name, graph in manifest["graphs"].items():
         (directory / f"{name}.engine").write_bytes(self_contained(directory / graph["file"]))
         manifest["engines"][name] = {"file": f"{name}.engine", "sha256": sha256(directory / f"{name}.engine")}
@@ -66,12 +66,14 @@ def test_trt_backend_answers_like_onnxruntime(monkeypatch, embedded_exports, tmp
 
 
 def test_missing_engines_tensorrt_or_cuda_python(monkeypatch, tmp_path):
-    manifest = {"engines": {"vision": {"file": "vision.engine"}}}
+    manifest = {"target": "trt", "engines": {"vision": {"file": "vision.engine"}}}
     from ficoco_edge.runtime.cuda import GET_CUDA
     from ficoco_edge.runtime.trt_backend import GET_TENSORRT, TrtBackend
 
-    with pytest.raises(UsageError, match="build-engine"):
-        TrtBackend(tmp_path, {})
+    with pytest.raises(UsageError, match="re-export it with `ficoco-edge export ... --target trt`"):
+        TrtBackend(tmp_path, {"target": "ort"})
+    with pytest.raises(UsageError, match="has no TensorRT engines: run `ficoco-edge build-engine"):
+        TrtBackend(tmp_path, {"target": "trt"})
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(UsageError) as error:
         TrtBackend(tmp_path, manifest)

@@ -45,7 +45,7 @@ def test_not_an_image(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("config, needle", [(None, "has no config.json"),
-                                            ('{"model_type": "llama"}', "holds a llama checkpoint, not LLaVA"),
+                                            ('{"model_type": "llama"}', "config.json has model_type 'llama', not 'llava'"),
                                             ('{"model_type": "llava"}', "could not load a LLaVA checkpoint"),
                                             ("[1", "cannot read")])
 def test_directory_without_a_checkpoint(monkeypatch, capsys, tmp_path, config, needle):
