@@ -49,7 +49,8 @@ def speed(runtime: Runtime, tokens: int, repeats: int) -> dict[str, float]:
 
 def check(directory: Path, args: argparse.Namespace) -> dict:
     tick = time.perf_counter()
-    manifest = build_engines(directory, fp16=args.fp16, text=TextRange(new_tokens=max(args.tokens, 64)))
+    text = TextRange(opt=min(64, args.max_text), max=args.max_text, new_tokens=max(args.tokens, 64))
+    manifest = build_engines(directory, fp16=args.fp16, text=text, opt_level=args.opt_level)
     built_s = time.perf_counter() - tick
     reference = Runtime.load(directory, backend="ort", device="cpu")
     candidate = Runtime.load(directory, backend="trt")
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("exports", nargs="+", type=Path)
     parser.add_argument("--fp16", action="store_true", help="let TensorRT choose fp16 kernels (build-engine --fp16)")
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--opt-level", type=int, default=None, help="TensorRT builder optimization level 0-5")
+    parser.add_argument("--max-text", type=int, default=512, help="most text tokens the engines take")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"{'export':>24} {'method':>9} {'prec':>5} {'build s':>7} {'same':>6} {'vision gap':>10} {'logits gap':>10} "

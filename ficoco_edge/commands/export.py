@@ -39,11 +39,13 @@ def build_engine(
     opt_text: Annotated[int, typer.Option("--opt-text", help="text tokens TensorRT tunes for")] = 64,
     max_text: Annotated[int, typer.Option("--max-text", help="most text tokens besides the image")] = 512,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="decode steps per prompt (cache capacity)")] = 64,
+    opt_level: Annotated[Optional[int], typer.Option("--opt-level", help="TensorRT builder optimization level 0-5 "
+                                                     "(default TensorRT's 3; lower builds faster)")] = None,
 ) -> None:
     """Build TensorRT engines (needs the `tensorrt` package and an NVIDIA GPU) beside an export's graphs."""
     from ficoco_edge.export.engine import TextRange, build_engines
 
-    manifest = build_engines(directory, fp16, int8, TextRange(min_text, opt_text, max_text, max_new_tokens))
+    manifest = build_engines(directory, fp16, int8, TextRange(min_text, opt_text, max_text, max_new_tokens), opt_level)
     for engine in manifest["engines"].values():
         typer.echo(f"{directory / engine['file']}: {engine['precision']}")
 

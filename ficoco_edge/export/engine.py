@@ -114,8 +114,12 @@ def import_tensorrt():
     return tensorrt
 
 
-def build_engines(directory: Path, fp16: bool = False, int8: bool = False, text: TextRange = TextRange()) -> dict:
-    """Build and record an engine per graph of the export at `directory`; returns the manifest."""
+def build_engines(directory: Path, fp16: bool = False, int8: bool = False, text: TextRange = TextRange(),
+                  opt_level: int | None = None) -> dict:
+    """Build and record an engine per graph of the export at `directory`; returns the manifest.
+    opt_level: TensorRT's builder optimization level 0-5 (None: TensorRT's default, 3)."""
+    if opt_level is not None and not 0 <= opt_level <= 5:
+        raise UsageError(f"--opt-level must be 0 to 5 (TensorRT's builder optimization level), got {opt_level}")
     directory = Path(directory)
     manifest = check_export(directory)
     precisions = plan_precision(manifest, fp16, int8)
@@ -124,11 +128,12 @@ def build_engines(directory: Path, fp16: bool = False, int8: bool = False, text:
     engines = {}
     for name, graph in manifest["graphs"].items():
         precision, typed = precisions[name]
-        plan = build_engine(trt, directory / graph["file"], shapes[name], precision, typed)
+        plan = build_engine(trt, directory / graph["file"], shapes[name], precision, typed, opt_level)
         file = f"{name}.engine"
         _write_atomically(directory / file, plan)
         engines[name] = {"file": file, "sha256": sha256(directory / file), "precision": precision,
-                         "strongly_typed": typed, "profiles": shapes[name], "tensorrt_version": trt.__version__}
+                         "strongly_typed": typed, "profiles": shapes[name], "tensorrt_version": trt.__version__,
+                         "opt_level": opt_level}
     manifest["engines"] = engines
     manifest["engine_text_range"] = asdict(text)
     manifest["files"].update({e["file"]: e["sha256"] for e in engines.values()})
@@ -159,7 +164,8 @@ def network_flags(trt, strongly_typed: bool) -> int:
     return flags
 
 
-def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], precision: str, strongly_typed: bool) -> bytes:
+def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], precision: str, strongly_typed: bool,
+                 opt_level: int | None = None) -> bytes:
     """Serialized engine for the ONNX graph at `path` (TensorRT 8.6+ Python API)."""
     logger = trt.Logger(trt.Logger.WARNING)
     try:
@@ -177,6 +183,8 @@ def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], preci
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 means fp32, as onnxruntime computes it
+    if opt_level is not None:
+        config.builder_optimization_level = opt_level
     if shapes:
         profile = builder.create_optimization_profile()
         for name, shape in shapes.items():

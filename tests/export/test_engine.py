@@ -119,6 +119,7 @@ class FakeTensorRT:
                 return type("Profile", (), {"set_shape": lambda _, *args: fake.calls.append(("shape", *args))})()
 
             def build_serialized_network(self, network, config):
+                fake.calls.append(("opt_level", getattr(config, "builder_optimization_level", None)))
                 return f"engine {network['flags']} {network['path']}".encode()
 
         class OnnxParser:
@@ -166,6 +167,10 @@ def test_tensorrt_8_gets_explicit_batch_networks_and_refuses_typed_graphs(monkey
     assert ("flag", "FP16") in fake.calls and ("clear", "TF32") not in fake.calls
     engine.build_engines(tmp_path)
     assert fake.calls.count(("clear", "TF32")) == 3  # fp32 engines compute in fp32, not TensorRT's default TF32
+    assert engine.build_engines(tmp_path, opt_level=1)["engines"]["decode"]["opt_level"] == 1
+    assert fake.calls.count(("opt_level", 1)) == 3 and ("opt_level", None) in fake.calls  # unset: TensorRT's default
+    with pytest.raises(UsageError, match="--opt-level must be 0 to 5"):
+        engine.build_engines(tmp_path, opt_level=6)
     write_export(tmp_path, fake_manifest(quant="int4"))
     with pytest.raises(UsageError, match=r"TensorRT 8.6.2 cannot build typed .* \(--quant fp32 --target trt\)"):
         engine.build_engines(tmp_path)
