@@ -7,8 +7,9 @@ engines are written beside the graphs (temporary file, then rename) and recorded
 under "engines" (file, sha256, precision, strongly_typed, profiles, tensorrt_version) and "files";
 the manifest itself is rewritten atomically.
 
-Precision. An fp32 export is built weakly typed: `--fp16` lets TensorRT pick fp16 kernels, and
-`--int8` is refused (TensorRT's INT8 needs scales; an int8 export carries them). fp16 / int8 /
+Precision. An fp32 export is built weakly typed: `--fp16` lets TensorRT pick fp16 kernels in the
+vision graph (its LLM graphs stay fp32: see plan_precision), and `--int8` is refused (TensorRT's
+INT8 needs scales; an int8 export carries them). fp16 / int8 /
 int4 exports fix their LLM graphs' types (fp16 activations, Q/DQ weights), so those graphs are
 built strongly typed and the vision graph (fp32 ONNX) gets the FP16 flag.
 
@@ -85,7 +86,10 @@ def plan_precision(manifest: dict, fp16: bool, int8: bool) -> dict[str, tuple[st
     if int8 and quant != "int8":
         raise UsageError(f"this export's LLM weights are {quant} and fix its precision; run build-engine without --int8")
     vision = "fp16" if fp16 or quant != "fp32" else "fp32"
-    llm = (vision, False) if quant == "fp32" else (quant, True)
+    # --fp16 leaves an fp32 export's LLM graphs in fp32: with TensorRT free to pick fp16 for every
+    # layer, the embedded model's prefill logits matched onnxruntime's in no token (TensorRT 8.6,
+    # H100; docs/benchmarks.md). fp16 LLM graphs come from `--quant fp16` (typed, TensorRT 10).
+    llm = ("fp32", False) if quant == "fp32" else (quant, True)
     return {name: (vision, False) if name == "vision" else llm for name in manifest["graphs"]}
 
 

@@ -4,7 +4,7 @@ Llama-family code upcasts on purpose in two places: RMSNorm computes mean(x²) i
 residual value above 256 overflows fp16) and the rotary table is built from positions in fp32
 (at position 1000 an fp16 angle is off by up to 0.25 rad). Traced, each is a `Cast(to=float)`
 followed by a few elementwise ops and a closing `Cast`. Those islands stay fp32, found from the
-graph, not from node names. ScatterElements(add) (the merge's accumulation) stays fp32 too, as
+graph, not from node names. ScatterElements stays fp32 too (accumulating scatters), as
 do onnxruntime's default fp32-only ops (TopK, Range, CumSum, ...). Graph inputs and outputs
 become fp16 (inputs_embeds, K/V caches, logits); the manifest records each graph's dtypes.
 

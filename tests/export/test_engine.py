@@ -60,7 +60,8 @@ def test_bad_text_range(text, message):
 def test_precision_rules():
     plan = engine.plan_precision
     assert plan(fake_manifest(quant="fp32"), False, False) == {g: ("fp32", False) for g in ("vision", "prefill", "decode")}
-    assert plan(fake_manifest(quant="fp32"), True, False)["prefill"] == ("fp16", False)
+    assert plan(fake_manifest(quant="fp32"), True, False) == {"vision": ("fp16", False), "prefill": ("fp32", False),
+                                                              "decode": ("fp32", False)}  # fp16 LLM: --quant fp16
     assert plan(fake_manifest(quant="int4"), False, False) == {"vision": ("fp16", False), "prefill": ("int4", True),
                                                                "decode": ("int4", True)}
     assert plan(fake_manifest(quant="int8"), False, True)["decode"] == ("int8", True)
@@ -164,9 +165,9 @@ def test_tensorrt_8_gets_explicit_batch_networks_and_refuses_typed_graphs(monkey
     write_export(tmp_path, fake_manifest(quant="fp32"))
     engine.build_engines(tmp_path, fp16=True)
     assert (tmp_path / "prefill.engine").read_bytes() == b"engine 1 prefill.onnx"  # 1 << EXPLICIT_BATCH
-    assert ("flag", "FP16") in fake.calls and ("clear", "TF32") not in fake.calls
+    assert ("flag", "FP16") in fake.calls and fake.calls.count(("clear", "TF32")) == 2  # vision fp16, LLM fp32
     engine.build_engines(tmp_path)
-    assert fake.calls.count(("clear", "TF32")) == 3  # fp32 engines compute in fp32, not TensorRT's default TF32
+    assert fake.calls.count(("clear", "TF32")) == 5  # fp32 engines compute in fp32, not TensorRT's default TF32
     assert engine.build_engines(tmp_path, opt_level=1)["engines"]["decode"]["opt_level"] == 1
     assert fake.calls.count(("opt_level", 1)) == 3 and ("opt_level", None) in fake.calls  # unset: TensorRT's default
     with pytest.raises(UsageError, match="--opt-level must be 0 to 5"):
