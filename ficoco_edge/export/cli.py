@@ -52,8 +52,9 @@ def cached_export(model: str, method: str, budget: float | None, keep: int | Non
                   refresh: bool = False) -> Path:
     """The export for these settings in cache_root()/exports, created on first use (or `refresh`).
     Entries are named by the model's identity (two checkpoints called `llava` in different places
-    get their own); one made by another version of ficoco-edge, for another model, or unreadable,
-    is made again: the cache is ours, and newer versions trace faster graphs."""
+    get their own); one made by another version of ficoco-edge, for another model, before the
+    checkpoint's files last changed, or unreadable, is made again: the cache is ours, and newer
+    versions trace faster graphs."""
     identity = model_identity(model)
     label = identity if identity == "embedded" else \
         f"{Path(identity).name}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
@@ -72,4 +73,15 @@ def _stale(directory: Path, identity: str) -> bool:
         manifest = read_manifest(directory, verify=False)
     except UsageError:  # ManifestError: missing, corrupted, another schema
         return True
-    return manifest.get("tool_version") != __version__ or manifest.get("model") != identity
+    if manifest.get("tool_version") != __version__ or manifest.get("model") != identity:
+        return True
+    return _newest_change(Path(identity)) > (directory / MANIFEST).stat().st_mtime  # the checkpoint was replaced
+
+
+def _newest_change(model: Path) -> float:
+    """Latest modification time of a local checkpoint's files (a directory's top level, or the file);
+    0 for names that are not paths (embedded, hub ids: their content is fixed by version / revision)."""
+    if not model.is_absolute() or not model.exists():
+        return 0.0
+    files = [f for f in model.iterdir() if f.is_file()] if model.is_dir() else [model]
+    return max((f.stat().st_mtime for f in files), default=0.0)

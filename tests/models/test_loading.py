@@ -181,6 +181,10 @@ def test_checkpoints_with_the_same_name_get_their_own_cached_exports(tiny_checkp
         assert code == 0 and "creating" in err, err
     recorded = {json.loads((e / "manifest.json").read_text())["model"] for e in (tmp_path / "cache" / "exports").iterdir()}
     assert recorded == {str(m) for m in models}
+    shutil.copy(directory / "config.json", models[0] / "config.json")  # the checkpoint changes in place
+    code, _, err = run_cli(monkeypatch, capsys, "run", "examples/red-triangle.png", "What is it?", "--model",
+                           str(models[0]), "--method", "ficoco-v", "--keep", "64", "--max-new-tokens", "2")
+    assert code == 0 and "creating" in err, err  # its old export is not reused
 
 
 def test_a_safetensors_file_that_is_not_a_tower_is_refused_before_the_llm_loads(tiny_checkpoint, monkeypatch, tmp_path):
