@@ -1,8 +1,9 @@
 """TensorRT against onnxruntime on the same `--target trt` exports.
 
-    python benchmarks/tensorrt_check.py EXPORT_DIR... [--fp16] [--tokens 16] [--repeats 5]
+    python benchmarks/tensorrt_check.py EXPORT_DIR... [--fp16] [--tokens 16] [--repeats 5] [--prebuilt]
 
-For each export: builds its engines (`build-engine`, timed), then answers the same questions with
+For each export: builds its engines (`build-engine`, timed; --prebuilt: uses the engines an earlier
+`build-engine` recorded, build time "-"), then answers the same questions with
 the TensorRT backend and with onnxruntime on the CPU (the reference), and prints one row: greedy
 tokens that agree, the largest difference in the vision graph's output and in the prefill's
 last-token logits (relative to the reference's largest value), and the median TTFT, prefill and
@@ -20,6 +21,7 @@ import numpy as np
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export.engine import EngineBuildError, TextRange, build_engines
+from ficoco_edge.manifest import read_manifest
 from ficoco_edge.runtime import Runtime
 from ficoco_edge.runtime.engine import Timings
 from ficoco_edge.runtime.images import open_image
@@ -49,9 +51,12 @@ def speed(runtime: Runtime, tokens: int, repeats: int) -> dict[str, float]:
 
 def check(directory: Path, args: argparse.Namespace) -> dict:
     tick = time.perf_counter()
-    text = TextRange(opt=min(64, args.max_text), max=args.max_text, new_tokens=max(args.tokens, 64))
-    manifest = build_engines(directory, fp16=args.fp16, text=text, opt_level=args.opt_level)
-    built_s = time.perf_counter() - tick
+    if args.prebuilt:
+        manifest, built_s = read_manifest(directory, verify=False), float("nan")
+    else:
+        text = TextRange(opt=min(64, args.max_text), max=args.max_text, new_tokens=max(args.tokens, 64))
+        manifest = build_engines(directory, fp16=args.fp16, text=text, opt_level=args.opt_level)
+        built_s = time.perf_counter() - tick
     reference = Runtime.load(directory, backend="ort", device="cpu")
     candidate = Runtime.load(directory, backend="trt")
     cases = [(image, question) for image in IMAGES for question in QUESTIONS]
@@ -71,6 +76,7 @@ def main() -> None:
     parser.add_argument("--opt-level", type=int, default=None, help="TensorRT builder optimization level 0-5")
     parser.add_argument("--max-text", type=int, default=512, help="most text tokens the engines take")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--prebuilt", action="store_true", help="use the engines build-engine already made")
     args = parser.parse_args()
     print(f"{'export':>24} {'method':>9} {'prec':>5} {'build s':>7} {'same':>6} {'vision gap':>10} {'logits gap':>10} "
           f"{'TTFT trt/ort ms':>16} {'prefill trt/ort ms':>18} {'decode trt/ort tok/s':>20}")

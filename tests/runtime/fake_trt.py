@@ -3,7 +3,10 @@ TensorRT backend's own logic (bindings, device buffers, in-place KV writes) with
 
 "Device" memory is host memory handed out by FakeCudart.cudaMalloc; FakeContext refuses any
 tensor address that did not come from it, so a host pointer bound by mistake fails the test. An
-"engine" file holds the ONNX graph, which FakeContext runs with onnxruntime on the bound memory.
+"engine" file holds the ONNX graph, which FakeContext runs with onnxruntime on the bound memory,
+reading its inputs when the run happens. While a stream is captured, a run is recorded instead
+(as a CUDA graph records kernels) and happens at each cudaGraphLaunch, on whatever the bound
+addresses hold then.
 """
 
 import ctypes
@@ -16,12 +19,16 @@ ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor
 
 
 class FakeCudart:
-    cudaError_t = types.SimpleNamespace(cudaSuccess=0)
+    cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorStreamCaptureUnsupported=900)
     cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2, cudaMemcpyDeviceToDevice=3)
+    cudaStreamCaptureMode = types.SimpleNamespace(cudaStreamCaptureModeGlobal=0)
 
-    def __init__(self):
+    def __init__(self, capturable: bool = True):
         self.blocks = {}  # pointer -> the numpy array that owns the memory
         self.copies = []  # kinds of every cudaMemcpy / cudaMemcpy2D
+        self.capturable = capturable  # False: every capture fails, as when the work calls what a graph cannot hold
+        self.captured = None  # runs recorded while the stream is captured
+        self.graphs, self.launches, self.mallocs = {}, 0, 0
 
     def cudaStreamCreate(self):
         return 0, 7
@@ -30,6 +37,8 @@ class FakeCudart:
         return (0,)
 
     def cudaMalloc(self, nbytes):
+        assert self.captured is None, "cudaMalloc while capturing a graph"
+        self.mallocs += 1
         block = np.empty(nbytes, np.uint8)
         self.blocks[block.ctypes.data] = block
         return 0, block.ctypes.data
@@ -53,17 +62,48 @@ class FakeCudart:
             ctypes.memmove(dst + row * dpitch, src + row * spitch, width)
         return (0,)
 
+    def cudaStreamBeginCapture(self, stream, mode):
+        self.captured = []
+        return (0,)
+
+    def cudaStreamEndCapture(self, stream):
+        runs, self.captured = self.captured, None
+        if not self.capturable:
+            return self.cudaError_t.cudaErrorStreamCaptureUnsupported, None
+        self.graphs[id(runs)] = runs
+        return 0, id(runs)
+
+    def cudaGraphInstantiate(self, graph, flags):
+        return 0, ("exec", graph)
+
+    def cudaGraphDestroy(self, graph):
+        return (0,)
+
+    def cudaGraphExecDestroy(self, instance):
+        self.graphs.pop(instance[1])
+        return (0,)
+
+    def cudaGraphLaunch(self, instance, stream):
+        self.launches += 1
+        for run in self.graphs[instance[1]]:
+            run()
+        return (0,)
+
+    def room(self, ptr: int) -> int:
+        """Bytes from ptr to the end of its allocation (0 if it is not device memory)."""
+        return next((base + block.nbytes - ptr for base, block in self.blocks.items()
+                     if base <= ptr < base + block.nbytes), 0)
+
     def is_device(self, ptr: int) -> bool:
-        return any(base <= ptr < base + block.nbytes for base, block in self.blocks.items())
+        return self.room(ptr) > 0
 
 
 class FakeContext:
     def __init__(self, engine):
-        self.engine, self.shapes, self.addresses, self.results = engine, {}, {}, None
+        self.engine, self.shapes, self.addresses, self.output_shapes = engine, {}, {}, {}
 
     def set_input_shape(self, name, shape):
         self.shapes[name] = tuple(shape)
-        self.results = None
         return True
 
     def set_tensor_address(self, name, ptr):
@@ -76,17 +116,27 @@ class FakeContext:
         raw = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(self.addresses[name])
         return np.frombuffer(raw, dtype).reshape(self.shapes[name]).copy()
 
-    def get_tensor_shape(self, name):
-        if self.results is None:  # TensorRT infers output shapes from input shapes; onnxruntime runs
-            feeds = {i: self._read(i) for i in self.engine.inputs}
-            self.results = dict(zip(self.engine.outputs, self.engine.session.run(self.engine.outputs, feeds)))
-        return self.results[name].shape
+    def _results(self) -> dict:
+        feeds = {i: self._read(i) for i in self.engine.inputs}
+        return dict(zip(self.engine.outputs, self.engine.session.run(self.engine.outputs, feeds)))
+
+    def get_tensor_shape(self, name):  # TensorRT infers output shapes from input shapes; onnxruntime runs
+        key = tuple(sorted(self.shapes.items()))
+        if key not in self.output_shapes:
+            self.output_shapes[key] = {output: data.shape for output, data in self._results().items()}
+        return self.output_shapes[key][name]
+
+    def _run(self):
+        for name, data in self._results().items():
+            data = np.ascontiguousarray(data)
+            assert self.engine.cudart.room(self.addresses[name]) >= data.nbytes, f"{name}: output buffer too small"
+            ctypes.memmove(self.addresses[name], data.ctypes.data, data.nbytes)
 
     def execute_async_v3(self, stream):
-        for name in self.engine.outputs:
-            data = np.ascontiguousarray(self.results[name])
-            ctypes.memmove(self.addresses[name], data.ctypes.data, data.nbytes)
-        self.results = None
+        if self.engine.cudart.captured is not None:
+            self.engine.cudart.captured.append(self._run)
+        else:
+            self._run()
         return True
 
 
@@ -134,9 +184,9 @@ class FakeTensorRT:
         return dtype
 
 
-def install(monkeypatch) -> FakeCudart:
+def install(monkeypatch, capturable: bool = True) -> FakeCudart:
     """Make `import tensorrt` and `from cuda.bindings import runtime` give the stand-ins."""
-    cudart = FakeCudart()
+    cudart = FakeCudart(capturable)
     bindings = types.ModuleType("cuda.bindings")
     bindings.runtime = cudart
     cuda = types.ModuleType("cuda")

@@ -48,21 +48,28 @@ def self_contained(path):
 
 
 @needs_embedded
-def test_trt_backend_answers_like_onnxruntime(monkeypatch, embedded_exports, tmp_path):
-    cudart = fake_trt.install(monkeypatch)
+@pytest.mark.parametrize("capturable", [True, False], ids=["cuda-graphs", "capture-fails"])
+def test_trt_backend_answers_like_onnxruntime(monkeypatch, embedded_exports, tmp_path, capturable):
+    cudart = fake_trt.install(monkeypatch, capturable)
     directory = with_engines(embedded_exports["ficoco-l"], tmp_path / "export")  # per-layer cache lengths differ
     reference, engines = Runtime.load(directory), Runtime.load(directory, backend="trt")
     assert engines.backend.name == "tensorrt"
-    for image, question in QUESTIONS:
+    layers = reference.layers
+    for image, question in [*QUESTIONS, QUESTIONS[-1]]:
         want = reference.answer(image, question, max_new_tokens=6, ignore_stop=True)
         cudart.copies.clear()
+        cudart.launches = cudart.mallocs = 0
         got = engines.answer(image, question, max_new_tokens=6, ignore_stop=True)
         assert got.token_ids == want.token_ids and got.text == want.text
         assert got.kv_bytes == want.kv_bytes
         # the cache stays on the device: prefill fill + every decode append are device-to-device copies
-        layers = reference.layers
         assert cudart.copies.count(("2d", 3)) == 2 * layers * 6  # 1 fill + 5 appends, key and value
         assert 3 not in cudart.copies  # no plain device-to-device copy of whole buffers
+        # 5 decode steps: enqueued, captured and launched, then launched 3 times (each new KV cache
+        # moves the bindings, so every answer captures its own graph); a failed capture enqueues all 5
+        assert cudart.launches == (4 if capturable else 0)
+    # the same question again: only its KV cache is allocated; every other buffer is reused
+    assert cudart.mallocs == 2 * layers
 
 
 def test_missing_engines_tensorrt_or_cuda_python(monkeypatch, tmp_path):
@@ -97,3 +104,22 @@ def test_write_slots_is_a_strided_device_copy(monkeypatch):
     write_slots(device, 7, DeviceArray.from_numpy(cuda, src))
     assign_slots(dst, 7, src)
     np.testing.assert_array_equal(device.numpy(), dst)
+
+
+def test_graph_replay_launches_only_while_the_key_repeats(monkeypatch):
+    from ficoco_edge.runtime.cuda import Cuda, GraphReplay
+
+    cudart = fake_trt.install(monkeypatch)
+    replay, runs = GraphReplay(Cuda(cudart)), []
+
+    def enqueue():  # stream work: recorded while a graph is captured, done at once otherwise
+        work = lambda: runs.append(1)  # noqa: E731
+        cudart.captured.append(work) if cudart.captured is not None else work()
+
+    # key -> (work done so far, graph launches so far): enqueued, captured + launched, launched;
+    # a new key is enqueued, and the old key after it must be seen twice again before a launch
+    steps = [("a", (1, 0)), ("a", (2, 1)), ("a", (3, 2)), ("b", (4, 2)), ("a", (5, 2)), ("a", (6, 3))]
+    for step, (key, done) in enumerate(steps):
+        replay.run(key, enqueue)
+        assert (len(runs), cudart.launches) == done, f"step {step} ({key})"
+    assert len(cudart.graphs) == 1  # a replaced graph is destroyed
