@@ -33,8 +33,24 @@ def ort_providers(device: str, available: list[str]) -> list[str]:
     gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available
            and (p != "TensorrtExecutionProvider" or tensorrt_loadable())]
     if device == "cuda" and not gpu:
+        if gpu_package_shadowed():
+            raise UsageError("onnxruntime-gpu is installed, but the CPU onnxruntime package's files replaced its module "
+                             "(both ship `onnxruntime`): run `pip uninstall -y onnxruntime && pip install "
+                             "--force-reinstall --no-deps onnxruntime-gpu`, or use --device cpu")
         raise UsageError("this onnxruntime has no CUDA or TensorRT provider; install onnxruntime-gpu or use --device cpu")
     return ([] if device == "cpu" else gpu) + ["CPUExecutionProvider"]
+
+
+def gpu_package_shadowed() -> bool:
+    """Whether onnxruntime-gpu is installed although the imported onnxruntime offers no GPU provider:
+    pip put the CPU package's files over it (ficoco-edge's base install depends on `onnxruntime`)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def tensorrt_loadable() -> bool:

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from ficoco_edge.errors import UsageError
 from ficoco_edge.runtime import Runtime
 from ficoco_edge.runtime.backends import OrtBackend
 from ficoco_edge.runtime.cuda import Cuda
@@ -96,3 +97,29 @@ def test_tensorrt_provider_only_when_its_library_loads(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
     assert ort_providers("auto", listed) == listed
     assert ort_providers("cpu", listed) == ["CPUExecutionProvider"]
+
+
+def test_cuda_without_a_gpu_provider_names_the_fix(monkeypatch):
+    from importlib import metadata
+
+    from ficoco_edge.runtime.backends import ort_providers
+
+    real_version = metadata.version
+
+    def installed(*names):
+        def version(name):
+            if name in names:
+                return "1.32.0"
+            if name.startswith("onnxruntime"):
+                raise metadata.PackageNotFoundError(name)
+            return real_version(name)
+        return version
+
+    monkeypatch.setattr(metadata, "version", installed("onnxruntime"))
+    with pytest.raises(UsageError, match="no CUDA or TensorRT provider; install onnxruntime-gpu"):
+        ort_providers("cuda", ["CPUExecutionProvider"])
+    # both packages installed, the CPU one's files on top: say how to undo it
+    monkeypatch.setattr(metadata, "version", installed("onnxruntime", "onnxruntime-gpu"))
+    with pytest.raises(UsageError, match=r"pip uninstall -y onnxruntime && pip install --force-reinstall"):
+        ort_providers("cuda", ["CPUExecutionProvider"])
+    assert ort_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
