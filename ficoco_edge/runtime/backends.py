@@ -54,12 +54,18 @@ def gpu_package_shadowed() -> bool:
 
 
 def tensorrt_loadable() -> bool:
-    """Whether TensorRT's library loads: onnxruntime-gpu lists its TensorRT provider either way, and
-    without the library every session falls back to CUDA after printing an error."""
+    """Whether onnxruntime's TensorRT provider can start: onnxruntime-gpu lists it either way, and
+    without TensorRT's library every session falls back to CUDA after printing an error. The
+    provider's own library links the TensorRT it was built for (libnvinfer.so.10 for PyPI's
+    onnxruntime-gpu, .so.8 for JetPack 5-6.0 builds), so loading it answers for any build."""
     import ctypes
+    import importlib.util
 
+    spec = importlib.util.find_spec("onnxruntime")
+    capi = Path(spec.origin).parent / "capi" if spec and spec.origin else None
+    provider = capi / "libonnxruntime_providers_tensorrt.so" if capi else None
     try:
-        ctypes.CDLL("libnvinfer.so.10")
+        ctypes.CDLL(str(provider) if provider and provider.is_file() else "libnvinfer.so.10")
     except OSError:
         return False
     return True

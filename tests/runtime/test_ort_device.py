@@ -82,8 +82,10 @@ def test_open_ort_keeps_numpy_caches_on_the_cpu_or_without_cuda_python(monkeypat
         open_ort(tmp_path, {}, "tpu", None)
 
 
-def test_tensorrt_provider_only_when_its_library_loads(monkeypatch):
+def test_tensorrt_provider_only_when_its_library_loads(monkeypatch, tmp_path):
     import ctypes
+    import importlib.util
+    import types
 
     from ficoco_edge.runtime.backends import ort_providers
 
@@ -97,6 +99,15 @@ def test_tensorrt_provider_only_when_its_library_loads(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
     assert ort_providers("auto", listed) == listed
     assert ort_providers("cpu", listed) == ["CPUExecutionProvider"]
+    # a GPU build ships the provider's library, which links the TensorRT it needs: that is what loads
+    provider = tmp_path / "onnxruntime" / "capi" / "libonnxruntime_providers_tensorrt.so"
+    provider.parent.mkdir(parents=True)
+    provider.touch()
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: types.SimpleNamespace(origin=str(tmp_path / "onnxruntime" / "__init__.py")))
+    loaded = []
+    monkeypatch.setattr(ctypes, "CDLL", loaded.append)
+    assert ort_providers("auto", listed) == listed and loaded == [str(provider)]
 
 
 def test_cuda_without_a_gpu_provider_names_the_fix(monkeypatch):
