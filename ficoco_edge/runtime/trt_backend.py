@@ -157,4 +157,8 @@ class TrtBackend:
     def zeros(self, shape: tuple[int, ...]) -> DeviceArray:
         return DeviceArray(self.cuda, shape, self.kv_dtype).zero()
 
-    write_slots = staticmethod(write_slots)
+    @staticmethod
+    def write_slots(dst: DeviceArray, at: int, src: DeviceArray) -> None:
+        """Enqueued on the engines' stream: after the run that made src, before the next decode reads
+        dst; the host does not wait for each of the step's 2 x layers copies (~13 us each when it did)."""
+        write_slots(dst, at, src, on_stream=True)
