@@ -43,15 +43,9 @@ class Cuda:
     def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
         self.call(self.rt.cudaMemcpy(dst, src, nbytes, getattr(self.rt.cudaMemcpyKind, f"cudaMemcpy{kind}")))
 
-    def copy_2d(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int,
-                on_stream: bool = False) -> None:
-        """Device-to-device copy of `height` rows of `width` bytes; on_stream: enqueued on self.stream
-        (ordered with the runs there, no wait for it to finish) instead of done before returning."""
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
-        if on_stream:
-            self.call(self.rt.cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, self.stream))
-        else:
-            self.call(self.rt.cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind))
+    def copy_2d(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int) -> None:
+        self.call(self.rt.cudaMemcpy2D(dst, dpitch, src, spitch, width, height,
+                                       self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice))
 
     def zero(self, ptr: int, nbytes: int) -> None:
         self.call(self.rt.cudaMemset(ptr, 0, nbytes))
@@ -156,12 +150,10 @@ class GraphReplay:
             pass
 
 
-def write_slots(dst, at: int, src, on_stream: bool = False) -> None:
+def write_slots(dst, at: int, src) -> None:
     """dst (1, kvh, C, d)[:, :, at:at + n] = src (1, kvh, n, d), on the device: kvh rows of n*d values.
-    dst and src: device buffers with .cuda, .ptr, .shape and .dtype (DeviceArray, or ort_device's view);
-    on_stream: enqueue the copy on dst.cuda.stream (see Cuda.copy_2d)."""
+    dst and src: device buffers with .cuda, .ptr, .shape and .dtype (DeviceArray, or ort_device's view)."""
     _, kvh, capacity, d = dst.shape
     item = dst.dtype.itemsize
     n = src.shape[2]
-    dst.cuda.copy_2d(dst.ptr + at * d * item, capacity * d * item, src.ptr, n * d * item, n * d * item, kvh,
-                     on_stream)
+    dst.cuda.copy_2d(dst.ptr + at * d * item, capacity * d * item, src.ptr, n * d * item, n * d * item, kvh)

@@ -157,8 +157,4 @@ class TrtBackend:
     def zeros(self, shape: tuple[int, ...]) -> DeviceArray:
         return DeviceArray(self.cuda, shape, self.kv_dtype).zero()
 
-    @staticmethod
-    def write_slots(dst: DeviceArray, at: int, src: DeviceArray) -> None:
-        """Enqueued on the engines' stream: after the run that made src, before the next decode reads
-        dst; the host does not wait for each of the step's 2 x layers copies (~13 us each when it did)."""
-        write_slots(dst, at, src, on_stream=True)
+    write_slots = staticmethod(write_slots)
