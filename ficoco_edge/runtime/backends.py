@@ -9,7 +9,11 @@ CUDA buffers for onnxruntime on a GPU and for TensorRT):
     prefill(inputs_embeds (1, S, hidden), image_start) -> logits (V,), [key_0, value_0, ...] (1, kvh, S_l, d)
     decode(inputs_embeds (1, 1, hidden), position, KVCache) -> logits (V,), [new key_0, ...] (1, kvh, 1, d)
     zeros(shape)                                       -> a KV buffer in the cache dtype
-    write_slots(buffer, at, src (1, kvh, n, d))        -> src written into slots at..at+n of buffer"""
+    write_slots(buffer, at, src (1, kvh, n, d))        -> src written into slots at..at+n of buffer
+
+The caches prefill and decode return may be the backend's own buffers, reused by its next call of
+the same kind (TensorRT's are): the runtime copies them into the KV cache (KVCache.fill / append)
+before calling again."""
 
 from __future__ import annotations
 
@@ -42,8 +46,9 @@ def ort_providers(device: str, available: list[str]) -> list[str]:
 
 
 def gpu_package_shadowed() -> bool:
-    """Whether onnxruntime-gpu is installed although the imported onnxruntime offers no GPU provider:
-    pip put the CPU package's files over it (ficoco-edge's base install depends on `onnxruntime`)."""
+    """Whether the onnxruntime-gpu package is installed. Asked when the imported onnxruntime offers
+    no GPU provider: then pip put the CPU package's files over it (both ship the same module, and
+    ficoco-edge's base install depends on `onnxruntime`)."""
     from importlib import metadata
 
     try:
@@ -57,18 +62,20 @@ def tensorrt_loadable() -> bool:
     """Whether onnxruntime's TensorRT provider can start: onnxruntime-gpu lists it either way, and
     without TensorRT's library every session falls back to CUDA after printing an error. The
     provider's own library links the TensorRT it was built for (libnvinfer.so.10 for PyPI's
-    onnxruntime-gpu, .so.8 for JetPack 5-6.0 builds), so loading it answers for any build."""
+    onnxruntime-gpu, .so.8 for JetPack 5-6.0 builds): loading it is tried first, then .so.10."""
     import ctypes
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime")
     capi = Path(spec.origin).parent / "capi" if spec and spec.origin else None
     provider = capi / "libonnxruntime_providers_tensorrt.so" if capi else None
-    try:
-        ctypes.CDLL(str(provider) if provider and provider.is_file() else "libnvinfer.so.10")
-    except OSError:
-        return False
-    return True
+    for library in ([str(provider)] if provider and provider.is_file() else []) + ["libnvinfer.so.10"]:
+        try:  # the provider's library first; if it does not load on its own, the check used before it
+            ctypes.CDLL(library)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def check_threads(threads: int | None) -> None:

@@ -96,16 +96,16 @@ class GraphReplay:
     """
 
     def __init__(self, cuda: Cuda):
-        self.cuda, self.key, self.seen, self.graph, self.disabled = cuda, None, None, None, False
-        self.launches = 0
+        self.cuda, self.graph, self.graph_key, self.last_key, self.disabled = cuda, None, None, None, False
+        self.launches = 0  # graph launches so far (a diagnostic: 0 with a few steps run means no replay)
 
     def run(self, key: Hashable, enqueue: Callable[[], None]) -> None:
-        if self.graph is not None and key == self.key:
+        if self.graph is not None and key == self.graph_key:
             self._launch()
             return
         self.release()
-        if self.disabled or key != self.seen:
-            self.seen = key
+        if self.disabled or key != self.last_key:
+            self.last_key = key
             enqueue()
             return
         self.graph = self._capture(enqueue)
@@ -113,7 +113,7 @@ class GraphReplay:
             self.disabled = True
             enqueue()
         else:
-            self.key = key
+            self.graph_key = key
             self._launch()
 
     def _launch(self) -> None:
@@ -122,26 +122,30 @@ class GraphReplay:
 
     def _capture(self, enqueue: Callable[[], None]):
         """An instantiated graph of what enqueue() puts on the stream, or None if it cannot be captured."""
-        rt = self.cuda.rt
-        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-        if rt.cudaStreamBeginCapture(self.cuda.stream, mode)[0] != rt.cudaError_t.cudaSuccess:
+        rt, ok = self.cuda.rt, self.cuda.rt.cudaError_t.cudaSuccess
+        if rt.cudaStreamBeginCapture(self.cuda.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)[0] != ok:
             return None
         try:
             enqueue()
+            failed = False
         except Exception:  # noqa: BLE001 - any failure inside the capture means: run without graphs
-            rt.cudaStreamEndCapture(self.cuda.stream)
+            failed = True
+        err, graph = rt.cudaStreamEndCapture(self.cuda.stream)  # ends capturing whatever happened
+        if failed or err != ok:
+            if err == ok and graph is not None:
+                rt.cudaGraphDestroy(graph)
             return None
-        err, graph = rt.cudaStreamEndCapture(self.cuda.stream)
-        if err != rt.cudaError_t.cudaSuccess or graph is None:
-            return None
-        err, instance = rt.cudaGraphInstantiate(graph, 0)
+        try:  # WithFlags: the same (error, exec) pair in cuda-python 11.x (JetPack 5) and 12.x
+            err, instance = rt.cudaGraphInstantiateWithFlags(graph, 0)
+        except (AttributeError, TypeError):
+            err, instance = None, None
         rt.cudaGraphDestroy(graph)
-        return instance if err == rt.cudaError_t.cudaSuccess else None
+        return instance if err == ok else None
 
     def release(self) -> None:
         if self.graph is not None:
             self.cuda.rt.cudaGraphExecDestroy(self.graph)
-        self.graph, self.key = None, None
+        self.graph, self.graph_key = None, None
 
     def __del__(self):
         try:

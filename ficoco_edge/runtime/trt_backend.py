@@ -51,7 +51,8 @@ class EngineRunner:
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.inputs = {n: d for n, d in dtypes.items() if is_input[n]}
         self.outputs = {n: d for n, d in dtypes.items() if not is_input[n]}
-        self.shapes, self.addresses, self.staged, self.results = {}, {}, {}, {}
+        self.shapes, self.addresses, self.staged, self.output_buffers = {}, {}, {}, {}
+        self.outputs_stale = True  # an input shape was set since the output buffers were (re)bound
         self.replay = GraphReplay(cuda) if graphs else None
 
     def _on_device(self, name: str, value) -> DeviceArray:
@@ -70,49 +71,51 @@ class EngineRunner:
             self.context.set_tensor_address(name, buffer.ptr)
             self.addresses[name] = buffer.ptr
 
-    def _bind_inputs(self, inputs: dict) -> bool:
-        """Bind every input given; True if any shape differs from the last run's."""
-        reshaped = False
-        for name in self.inputs.keys() & inputs.keys():
+    def _bind_inputs(self, inputs: dict) -> None:
+        """Bind every input given (inputs the engine does not take were dropped at export)."""
+        for name in (n for n in self.inputs if n in inputs):
             buffer = self._on_device(name, inputs[name])
             if self.shapes.get(name) != buffer.shape:
+                self.outputs_stale = True  # before the call: a refused shape leaves TensorRT's state changed too
                 if not self.context.set_input_shape(name, buffer.shape):
                     raise UsageError(f"{self.name}: {name} of shape {list(buffer.shape)} is outside the engine's "
                                      "profile; rebuild with `ficoco-edge build-engine` and larger --max-text / "
                                      "--max-new-tokens")
-                self.shapes[name], reshaped = buffer.shape, True
+                self.shapes[name] = buffer.shape
             self._bind(name, buffer)
-        return reshaped
 
     def _bind_outputs(self) -> None:
+        """Output buffers of the shapes TensorRT infers from the input shapes (none data-dependent here)."""
         for name, dtype in self.outputs.items():
             shape = tuple(self.context.get_tensor_shape(name))
-            if name not in self.results or self.results[name].shape != shape:
-                self.results[name] = DeviceArray(self.cuda, shape, dtype)
-            self._bind(name, self.results[name])
+            if name not in self.output_buffers or self.output_buffers[name].shape != shape:
+                self.output_buffers[name] = DeviceArray(self.cuda, shape, dtype)
+            self._bind(name, self.output_buffers[name])
+        self.outputs_stale = False
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.cuda.stream):
             raise RuntimeError(f"TensorRT could not run the {self.name} engine")
 
     def run(self, inputs: dict) -> dict[str, DeviceArray]:
-        if self._bind_inputs(inputs) or not self.results:
-            self._bind_outputs()  # output shapes follow input shapes only
+        self._bind_inputs(inputs)
+        if self.outputs_stale:
+            self._bind_outputs()
         if self.replay is None:
             self._enqueue()
         else:  # any moved buffer or new shape is a new key, so a stale graph is never launched
             self.replay.run((tuple(self.addresses.items()), tuple(self.shapes.items())), self._enqueue)
         self.cuda.sync()
-        return dict(self.results)
+        return dict(self.output_buffers)
 
 
 class TrtBackend:
-    """Execution contexts over vision.engine, prefill.engine and decode.engine.
-    cuda_graphs: replay decode steps as CUDA graphs (False: enqueue every step)."""
+    """Execution contexts over vision.engine, prefill.engine and decode.engine. The caches prefill
+    and decode return are the engines' output buffers: valid until the same call runs again."""
 
     name = "tensorrt"
 
-    def __init__(self, directory: Path, manifest: dict, cuda_graphs: bool = True):
+    def __init__(self, directory: Path, manifest: dict):
         if manifest.get("target") != "trt":
             raise UsageError(f"{directory} is an onnxruntime export; for TensorRT re-export it with "
                              "`ficoco-edge export ... --target trt`, then run `ficoco-edge build-engine` on it")
@@ -130,13 +133,13 @@ class TrtBackend:
                                  f", this is {trt.__version__}): rebuild it with `ficoco-edge build-engine`")
             # only decode repeats with the same bindings; vision and prefill run once per answer
             self.engines[name] = engine
-            self.runners[name] = EngineRunner(trt, self.cuda, engine, name, cuda_graphs and name == "decode")
+            self.runners[name] = EngineRunner(trt, self.cuda, engine, name, graphs=name == "decode")
         self.kv_dtype = self.runners["decode"].inputs["past_key_0"]
         self.kv_itemsize = self.kv_dtype.itemsize
 
-    def _execute(self, graph: str, inputs: dict) -> dict[str, DeviceArray]:
-        """inputs: name -> numpy array or DeviceArray -> outputs as DeviceArrays (valid until graph runs again)."""
-        return self.runners[graph].run(inputs)
+    def _execute(self, engine: str, inputs: dict) -> dict[str, DeviceArray]:
+        """inputs: name -> numpy array or DeviceArray -> outputs as DeviceArrays (valid until engine runs again)."""
+        return self.runners[engine].run(inputs)
 
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
         return self._execute("vision", {"pixel_values": pixel_values})["image_embeds"].numpy().astype(np.float32)

@@ -4,9 +4,11 @@ TensorRT backend's own logic (bindings, device buffers, in-place KV writes) with
 "Device" memory is host memory handed out by FakeCudart.cudaMalloc; FakeContext refuses any
 tensor address that did not come from it, so a host pointer bound by mistake fails the test. An
 "engine" file holds the ONNX graph, which FakeContext runs with onnxruntime on the bound memory,
-reading its inputs when the run happens. While a stream is captured, a run is recorded instead
-(as a CUDA graph records kernels) and happens at each cudaGraphLaunch, on whatever the bound
-addresses hold then.
+reading its inputs when the run happens. While a stream is captured, a run is recorded instead,
+with the addresses and shapes bound at that moment (as a CUDA graph records kernels with their
+pointers), and happens at each cudaGraphLaunch on what those addresses hold then; a capture right
+after a binding changed, without a plain run in between, fails the test (TensorRT sets itself up
+for new bindings on a plain enqueue).
 """
 
 import ctypes
@@ -73,7 +75,7 @@ class FakeCudart:
         self.graphs[id(runs)] = runs
         return 0, id(runs)
 
-    def cudaGraphInstantiate(self, graph, flags):
+    def cudaGraphInstantiateWithFlags(self, graph, flags):
         return 0, ("exec", graph)
 
     def cudaGraphDestroy(self, graph):
@@ -101,23 +103,25 @@ class FakeCudart:
 class FakeContext:
     def __init__(self, engine):
         self.engine, self.shapes, self.addresses, self.output_shapes = engine, {}, {}, {}
+        self.rebound = False  # a shape or address set since the last plain run
 
     def set_input_shape(self, name, shape):
-        self.shapes[name] = tuple(shape)
+        self.shapes[name], self.rebound = tuple(shape), True
         return True
 
     def set_tensor_address(self, name, ptr):
         assert self.engine.cudart.is_device(ptr), f"{name} bound to memory that is not on the device"
-        self.addresses[name] = ptr
+        self.addresses[name], self.rebound = ptr, True
 
-    def _read(self, name):
+    def _read(self, name, addresses, shapes):
         dtype = np.dtype(self.engine.dtypes[name])
-        count = int(np.prod(self.shapes[name]))
-        raw = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(self.addresses[name])
-        return np.frombuffer(raw, dtype).reshape(self.shapes[name]).copy()
+        count = int(np.prod(shapes[name]))
+        raw = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(addresses[name])
+        return np.frombuffer(raw, dtype).reshape(shapes[name]).copy()
 
-    def _results(self) -> dict:
-        feeds = {i: self._read(i) for i in self.engine.inputs}
+    def _results(self, addresses=None, shapes=None) -> dict:
+        addresses, shapes = addresses or self.addresses, shapes or self.shapes
+        feeds = {i: self._read(i, addresses, shapes) for i in self.engine.inputs}
         return dict(zip(self.engine.outputs, self.engine.session.run(self.engine.outputs, feeds)))
 
     def get_tensor_shape(self, name):  # TensorRT infers output shapes from input shapes; onnxruntime runs
@@ -126,17 +130,20 @@ class FakeContext:
             self.output_shapes[key] = {output: data.shape for output, data in self._results().items()}
         return self.output_shapes[key][name]
 
-    def _run(self):
-        for name, data in self._results().items():
+    def _run(self, addresses, shapes):
+        for name, data in self._results(addresses, shapes).items():
             data = np.ascontiguousarray(data)
-            assert self.engine.cudart.room(self.addresses[name]) >= data.nbytes, f"{name}: output buffer too small"
-            ctypes.memmove(self.addresses[name], data.ctypes.data, data.nbytes)
+            assert self.engine.cudart.room(addresses[name]) >= data.nbytes, f"{name}: output buffer too small"
+            ctypes.memmove(addresses[name], data.ctypes.data, data.nbytes)
 
     def execute_async_v3(self, stream):
+        bound = dict(self.addresses), dict(self.shapes)
         if self.engine.cudart.captured is not None:
-            self.engine.cudart.captured.append(self._run)
+            assert not self.rebound, "captured right after a binding changed, without a plain run in between"
+            self.engine.cudart.captured.append(lambda: self._run(*bound))
         else:
-            self._run()
+            self._run(*bound)
+            self.rebound = False
         return True
 
 
