@@ -3,8 +3,9 @@
     python -m ficoco_edge.bench_worker '{"backend": "ort", "export": DIR, "image": ..., ...}'
 
 prints one JSON object: ttft_ms, vision_ms, prefill_ms (medians over `repeats`), decode_tok_s
-(exactly `decode_tokens` tokens after the first, stop tokens ignored), peak_rss_mb, kv_bytes, and
-`samples`: every timed value, which `ficoco-edge bench --rounds` pools across processes.
+(exactly `decode_tokens` tokens after the first, stop tokens ignored), peak_rss_mb, rss_mb (resident
+after the answers), kv_bytes, and `samples`: every timed value, which `ficoco-edge bench --rounds`
+pools across processes.
 The onnxruntime worker imports no torch; the "hf" worker runs transformers' generate on the
 unreduced PyTorch model, which is what users run without this toolkit.
 """
@@ -21,13 +22,23 @@ from pathlib import Path
 
 def peak_rss_mb() -> float:
     """This process's peak resident set (MiB). VmHWM starts afresh at exec; ru_maxrss would carry
-    over the parent's peak from before the fork."""
+    over the parent's peak from before the fork. It includes the weight files' pages, which
+    onnxruntime maps while it pre-packs the weights at load (file-backed: the kernel can drop them)."""
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss_mb() -> float:
+    """This process's resident set now (MiB); taken after the answers, with the model still loaded."""
+    return _status_mb("VmRSS") or 0.0
+
+
+def _status_mb(key: str) -> float | None:
     status = Path("/proc/self/status")
     if status.is_file():
         for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; bytes on macOS
+    return None
 
 
 SAMPLED = ("ttft_ms", "vision_ms", "prefill_ms", "decode_tok_s")
@@ -45,7 +56,8 @@ def measure_ort(job: dict) -> dict:
     run()  # warm-up: first calls allocate arenas
     results = [run() for _ in range(job["repeats"])]
     samples = {key: [getattr(r.timings, key) for r in results] for key in SAMPLED}
-    return {**medians(samples), "samples": samples, "kv_bytes": results[0].kv_bytes, "text_tokens": len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"],
+    text_tokens = len(runtime.prompt_ids(job["question"])) - runtime.manifest["visual_tokens"]
+    return {**medians(samples), "samples": samples, "kv_bytes": results[0].kv_bytes, "rss_mb": rss_mb(), "text_tokens": text_tokens,
             "device": "cpu" if runtime.backend.providers[0] == "CPUExecutionProvider" else "cuda",
             "kv_location": runtime.backend.kv_location}
 
@@ -86,7 +98,7 @@ def measure_hf(job: dict) -> dict:
     kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     samples = {"ttft_ms": [f[0] * 1e3 for f in firsts], "vision_ms": [f[1] * 1e3 for f in firsts],
                "prefill_ms": [(f[0] - f[1]) * 1e3 for f in firsts], "decode_tok_s": [job["decode_tokens"] / (total - ttft)]}
-    return {**medians(samples), "samples": samples, "kv_bytes": kv,
+    return {**medians(samples), "samples": samples, "kv_bytes": kv, "rss_mb": rss_mb(),
             "text_tokens": int(mask.sum() - (ids == vlm.prompt.image_token_id).sum()), "device": device}
 
 

@@ -19,7 +19,7 @@ from ficoco_edge.errors import UsageError
 from ficoco_edge.paths import example_image
 
 FIELDS = ("method", "budget_tflops", "quant", "backend", "device", "visual_tokens", "ttft_ms", "vision_ms", "prefill_ms",
-          "decode_tok_s", "peak_rss_mb", "kv_bytes", "kv_location", "plan_tflops", "plan_llm_tflops")
+          "decode_tok_s", "peak_rss_mb", "rss_mb", "kv_bytes", "kv_location", "plan_tflops", "plan_llm_tflops")
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,14 @@ def run_bench(jobs: list[BenchJob], settings: BenchSettings, on_row=None) -> lis
 
 
 def pool(rows: list[dict]) -> dict:
-    """One row from a job's rounds: medians over every round's samples, the largest peak RSS."""
+    """One row from a job's rounds: medians over every round's samples, the largest RSS figures."""
     from ficoco_edge.bench_worker import SAMPLED
 
     pooled = {k: v for k, v in rows[0].items() if k != "samples"}
     for key in SAMPLED:
         pooled[key] = statistics.median(v for row in rows for v in row["samples"][key])
-    pooled["peak_rss_mb"] = max(row["peak_rss_mb"] for row in rows)
+    for key in ("peak_rss_mb", "rss_mb"):
+        pooled[key] = max(row.get(key, 0.0) for row in rows)
     pooled["rounds"] = len(rows)
     return pooled
 
@@ -108,12 +109,12 @@ def measure(job: BenchJob, settings: BenchSettings) -> dict:
 def table(rows: list[dict]) -> str:
     """A fixed-width table of the rows."""
     head = ("method", "budget", "quant", "backend", "vis.tok", "TTFT ms", "vision ms", "prefill ms", "decode tok/s",
-            "peak RSS MB", "KV MB")
+            "peak RSS MB", "RSS MB", "KV MB")
     lines = ["  ".join(f"{h:>12}" for h in head)]
     for r in rows:
         cells = (r["method"], "none" if r["budget_tflops"] is None else f"{r['budget_tflops']:g}", r["quant"],
                  "/".join(filter(None, (r["backend"], r.get("device")))), r["visual_tokens"], f"{r['ttft_ms']:.1f}", f"{r['vision_ms']:.1f}",
                  f"{r['prefill_ms']:.1f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                 f"{r['kv_bytes'] / 1e6:.2f}")
+                 f"{r.get('rss_mb', 0):.0f}", f"{r['kv_bytes'] / 1e6:.2f}")
         lines.append("  ".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)

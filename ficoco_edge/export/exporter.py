@@ -19,6 +19,7 @@ from ficoco_edge import __version__
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export import check
 from ficoco_edge.export import onnx_graphs as og
+from ficoco_edge.export.combine import combine_llm
 from ficoco_edge.export.fuse import fuse_file
 from ficoco_edge.export.quantize import check_quant, quantize_graph
 from ficoco_edge.export.shared_weights import WEIGHTS_FILE, share_weights
@@ -190,11 +191,14 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         loaded = share_weights(staging, [spec["file"] for spec in graphs.values()])
         for spec in graphs.values():
             spec["weights_bytes"] = loaded[spec["file"]]
+        combined = combine_llm(staging, graphs["prefill"]["file"], graphs["decode"]["file"]) if target == "ort" else None
         names = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
         files = file_hashes(staging, names)
         step("done")
     manifest = _manifest(vlm, method, budget, schedule, graphs, checked, example["text_tokens"], files, embedding)
     manifest.update(quant=quant, target=target)
+    if combined:  # prefill + decode in one onnxruntime session, its weights held once (export/combine.py)
+        manifest["llm_graph"] = combined
     manifest["validation"]["next_token_agreement"] = agreement
     if target == "trt":  # what TensorRT's parser would refuse, per graph (empty lists: none found)
         manifest["tensorrt_problems"] = {name: tensorrt_problems(staging / g["file"]) for name, g in graphs.items()}

@@ -114,11 +114,32 @@ def open_session(ort, path: Path, options, providers: list[str]):
                             f"`ficoco-edge export --force`") from exc
 
 
+class SharedLlmSession:
+    """prefill and decode run as the two branches of the export's combined LLM graph
+    (export/combine.py): one session, so onnxruntime pre-packs the LLM's weights once instead of
+    once per graph. The idle branch's inputs get small zero tensors of their declared shapes."""
+
+    def __init__(self, session, spec: dict, graphs: dict):
+        self.session, self.switch = session, spec["switch"]
+        self.prefix = {"prefill": "", "decode": spec["decode_prefix"]}
+        self.idle = {branch: {self.prefix[branch] + i["name"]: np.zeros([d if isinstance(d, int) else 1 for d in i["shape"]],
+                                                                        ORT_DTYPES[i["dtype"]])
+                              for i in graphs[branch]["inputs"]} for branch in self.prefix}
+
+    def run(self, branch: str, feeds: dict) -> list[np.ndarray]:
+        """The outputs of graph `branch` (prefill or decode) for its own feeds, in its order."""
+        other = "decode" if branch == "prefill" else "prefill"
+        named = {self.prefix[branch] + name: value for name, value in feeds.items()}
+        return self.session.run(None, {self.switch: np.array(branch == "prefill"), **self.idle[other], **named})
+
+
 class OrtBackend:
     """onnxruntime sessions over the export's vision / prefill / decode graphs."""
 
     name = "onnxruntime"
     kv_location = "host"  # numpy caches; ort_device.OrtDeviceBackend keeps them in GPU memory
+
+    one_llm_session = True  # ort_device.OrtDeviceBackend binds prefill and decode outputs by name instead
 
     def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
@@ -127,8 +148,12 @@ class OrtBackend:
         self.providers = ort_providers(device, ort.get_available_providers())
         if self.providers[0] != "CPUExecutionProvider":  # "onnxruntime-cuda": where it runs, on the status line
             self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
+        combined = manifest.get("llm_graph") if self.one_llm_session and self.providers == ["CPUExecutionProvider"] else None
+        opened = {"vision": manifest["graphs"]["vision"], "llm": combined} if combined else manifest["graphs"]
+        self.loaded_graphs = list(opened.values())  # what Runtime.weight_bytes counts
         self.sessions = {name: open_session(ort, Path(directory) / spec["file"], options, self.providers)
-                         for name, spec in manifest["graphs"].items()}
+                         for name, spec in opened.items()}
+        self.llm = SharedLlmSession(self.sessions["llm"], combined, manifest["graphs"]) if combined else None
         self.input_dtypes = {name: {i["name"]: ORT_DTYPES[i["dtype"]] for i in spec["inputs"]}
                              for name, spec in manifest["graphs"].items()}
         self.kv_dtype = self.input_dtypes["decode"]["past_key_0"]
@@ -136,7 +161,10 @@ class OrtBackend:
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         dtypes = self.input_dtypes[graph]  # inputs a graph does not use were dropped at export
-        return self.sessions[graph].run(None, {k: np.asarray(v, dtypes[k]) for k, v in feeds.items() if k in dtypes})
+        feeds = {k: np.asarray(v, dtypes[k]) for k, v in feeds.items() if k in dtypes}
+        if self.llm is not None and graph != "vision":
+            return self.llm.run(graph, feeds)
+        return self.sessions[graph].run(None, feeds)
 
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
         return self._run("vision", {"pixel_values": pixel_values})[0].astype(np.float32, copy=False)

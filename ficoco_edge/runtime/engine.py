@@ -108,9 +108,9 @@ class Runtime:
                                self.backend.kv_itemsize)
 
     def weight_bytes(self) -> int:
-        """Bytes the runtime loads: each graph with the weights it reads from the shared weights
-        file (every session holds its own copy), and the embedding table."""
-        graphs = self.manifest["graphs"].values()
+        """Bytes the runtime loads: each graph file its backend opened with the weights it reads from
+        the shared weights file (every session holds its own copy), and the embedding table."""
+        graphs = getattr(self.backend, "loaded_graphs", None) or list(self.manifest["graphs"].values())
         files = sum((self.directory / n).stat().st_size for n in [g["file"] for g in graphs])
         shared = sum(g.get("weights_bytes", 0) for g in graphs)  # 0 in exports written before the file
         return files + shared + (self.directory / self.manifest["embed_tokens"]).stat().st_size

@@ -36,7 +36,10 @@ class BoundValue:
 
 class OrtDeviceBackend(OrtBackend):
     """OrtBackend whose prefill and decode keep the KV cache in `memory` (onnxruntime's device name
-    and id: ("cuda", 0) on a GPU; tests run the same bindings on ("cpu", 0))."""
+    and id: ("cuda", 0) on a GPU; tests run the same bindings on ("cpu", 0)). Prefill and decode
+    keep their own sessions (the combined LLM graph is not checked with IO binding on a GPU)."""
+
+    one_llm_session = False
 
     def __init__(self, directory: Path, manifest: dict, device: str, threads: int | None, cuda: Cuda,
                  memory: tuple[str, int] = ("cuda", 0)):
