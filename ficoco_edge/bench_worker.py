@@ -24,12 +24,13 @@ def peak_rss_mb() -> float:
     """This process's peak resident set (MiB). VmHWM starts afresh at exec; ru_maxrss would carry
     over the parent's peak from before the fork. It includes the weight files' pages, which
     onnxruntime maps while it pre-packs the weights at load (file-backed: the kernel can drop them)."""
-    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB (Linux)
 
 
-def rss_mb() -> float:
-    """This process's resident set now (MiB); taken after the answers, with the model still loaded."""
-    return _status_mb("VmRSS") or 0.0
+def rss_mb() -> float | None:
+    """This process's resident set now (MiB; None without /proc): taken after the answers, with the
+    model still loaded."""
+    return _status_mb("VmRSS")
 
 
 def _status_mb(key: str) -> float | None:

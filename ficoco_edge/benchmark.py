@@ -79,8 +79,9 @@ def pool(rows: list[dict]) -> dict:
     pooled = {k: v for k, v in rows[0].items() if k != "samples"}
     for key in SAMPLED:
         pooled[key] = statistics.median(v for row in rows for v in row["samples"][key])
-    for key in ("peak_rss_mb", "rss_mb"):
-        pooled[key] = max(row.get(key, 0.0) for row in rows)
+    pooled["peak_rss_mb"] = max(row["peak_rss_mb"] for row in rows)
+    resident = [row["rss_mb"] for row in rows if row.get("rss_mb") is not None]
+    pooled["rss_mb"] = max(resident) if resident else None
     pooled["rounds"] = len(rows)
     return pooled
 
@@ -115,6 +116,6 @@ def table(rows: list[dict]) -> str:
         cells = (r["method"], "none" if r["budget_tflops"] is None else f"{r['budget_tflops']:g}", r["quant"],
                  "/".join(filter(None, (r["backend"], r.get("device")))), r["visual_tokens"], f"{r['ttft_ms']:.1f}", f"{r['vision_ms']:.1f}",
                  f"{r['prefill_ms']:.1f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                 f"{r.get('rss_mb', 0):.0f}", f"{r['kv_bytes'] / 1e6:.2f}")
+                 "-" if r.get("rss_mb") is None else f"{r['rss_mb']:.0f}", f"{r['kv_bytes'] / 1e6:.2f}")
         lines.append("  ".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)

@@ -48,6 +48,11 @@ def _check_fields(path: Path, manifest: dict) -> None:
         raise ManifestError(f"{path} lacks {', '.join(wrong)} (or has the wrong type); "
                             f"re-export with `ficoco-edge export --force`")
     graph_files = [g.get("file") if isinstance(g, dict) else None for g in manifest["graphs"].values()]
+    if "llm_graph" in manifest:  # prefill + decode as one graph (export/combine.py)
+        combined = manifest["llm_graph"]
+        if not isinstance(combined, dict) or not {"file", "switch", "decode_prefix"} <= combined.keys():
+            raise ManifestError(f"{path} has a malformed llm_graph; re-export with `ficoco-edge export --force`")
+        graph_files.append(combined["file"])
     unlisted = [f for f in (*graph_files, manifest["embed_tokens"], manifest["tokenizer"]) if f not in manifest["files"]]
     if unlisted:
         raise ManifestError(f"{path} lists no sha256 for {', '.join(map(str, unlisted))}; "

@@ -114,6 +114,14 @@ def open_session(ort, path: Path, options, providers: list[str]):
                             f"`ficoco-edge export --force`") from exc
 
 
+def shares_prepacked_weights(version: str) -> bool:
+    """Whether this onnxruntime keeps one pre-packed copy of a weight that several kernels of a
+    session use (from 1.21: the embedded fp32 LLM as one session kept 598 MB resident on 1.21.0,
+    1102 MB on 1.20.1, as much as two sessions); only then is the combined LLM graph worth running."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) >= (1, 21)
+
+
 class SharedLlmSession:
     """prefill and decode run as the two branches of the export's combined LLM graph
     (export/combine.py): one session, so onnxruntime pre-packs the LLM's weights once instead of
@@ -122,15 +130,20 @@ class SharedLlmSession:
     def __init__(self, session, spec: dict, graphs: dict):
         self.session, self.switch = session, spec["switch"]
         self.prefix = {"prefill": "", "decode": spec["decode_prefix"]}
-        self.idle = {branch: {self.prefix[branch] + i["name"]: np.zeros([d if isinstance(d, int) else 1 for d in i["shape"]],
-                                                                        ORT_DTYPES[i["dtype"]])
-                              for i in graphs[branch]["inputs"]} for branch in self.prefix}
+        self.idle = {branch: {self.prefix[branch] + i["name"]: _placeholder(i) for i in graphs[branch]["inputs"]}
+                     for branch in self.prefix}
 
     def run(self, branch: str, feeds: dict) -> list[np.ndarray]:
-        """The outputs of graph `branch` (prefill or decode) for its own feeds, in its order."""
+        """Graph `branch`'s outputs, in its order, for its own feeds: prefill -> logits (1, V), then
+        key_l / value_l (1, kvh, S_l, d); decode -> logits (1, V), then new key_l / value_l (1, kvh, 1, d)."""
         other = "decode" if branch == "prefill" else "prefill"
         named = {self.prefix[branch] + name: value for name, value in feeds.items()}
         return self.session.run(None, {self.switch: np.array(branch == "prefill"), **self.idle[other], **named})
+
+
+def _placeholder(spec: dict) -> np.ndarray:
+    """Zeros for a graph input described in the manifest: its dtype, its fixed sizes, 1 elsewhere."""
+    return np.zeros([d if isinstance(d, int) else 1 for d in spec["shape"]], ORT_DTYPES[spec["dtype"]])
 
 
 class OrtBackend:
@@ -148,7 +161,8 @@ class OrtBackend:
         self.providers = ort_providers(device, ort.get_available_providers())
         if self.providers[0] != "CPUExecutionProvider":  # "onnxruntime-cuda": where it runs, on the status line
             self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
-        combined = manifest.get("llm_graph") if self.one_llm_session and self.providers == ["CPUExecutionProvider"] else None
+        combined = manifest.get("llm_graph") if (self.one_llm_session and self.providers == ["CPUExecutionProvider"]
+                                                 and shares_prepacked_weights(ort.__version__)) else None
         opened = {"vision": manifest["graphs"]["vision"], "llm": combined} if combined else manifest["graphs"]
         self.loaded_graphs = list(opened.values())  # what Runtime.weight_bytes counts
         self.sessions = {name: open_session(ort, Path(directory) / spec["file"], options, self.providers)

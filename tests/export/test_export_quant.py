@@ -4,10 +4,13 @@ the embedding table stored in the format the manifest names."""
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export import exporter
+from ficoco_edge.runtime.backends import OrtBackend, shares_prepacked_weights
+from ficoco_edge.runtime.kv import KVCache
 from tests.export.conftest import METHODS, schedule_for
 
 EXPECTED_OPS = {("int8", "ort"): {"MatMulInteger", "DynamicQuantizeLinear"},
@@ -43,6 +46,30 @@ def test_quantized_export(tiny_vlm, tmp_path, method, quant, target):
     assert list(table.shape) == manifest["embedding"]["shape"]
     size = lambda d, m: (tmp_path / d / "prefill.onnx").stat().st_size + m["graphs"]["prefill"]["weights_bytes"]  # noqa: E731
     assert size("q", manifest) < size("fp32", fp32)
+    if target == "ort":
+        assert_one_llm_session_matches_two(tmp_path / "q", manifest)
+
+
+def assert_one_llm_session_matches_two(directory, manifest: dict) -> None:
+    """A prefill and a decode step through the combined llm.onnx (one session) against prefill.onnx
+    and decode.onnx in their own sessions."""
+    one = OrtBackend(directory, manifest, "cpu")
+    two = OrtBackend(directory, {k: v for k, v in manifest.items() if k != "llm_graph"}, "cpu")
+    assert two.llm is None and (one.llm is not None) == shares_prepacked_weights(ort.__version__)
+    llm, dtype = manifest["llm"], one.input_dtypes["prefill"]["inputs_embeds"]
+    embeds = np.random.default_rng(0).standard_normal((1, manifest["visual_tokens"] + 6, llm["hidden"])).astype(dtype)
+    (logits, caches), (want, want_caches) = (backend.prefill(embeds, 2) for backend in (one, two))
+    # same kernels on the same inputs; onnxruntime may fuse a subgraph's fp16 nodes differently: a few ulp
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=8 * np.finfo(b.dtype).eps * np.abs(b).max())  # noqa: E731
+    close(logits, want)
+    for a, b in zip(caches, want_caches, strict=True):
+        close(a, b)
+    cache = KVCache.allocate([c.shape[2] for c in caches[::2]], 1, llm["kv_heads"], llm["head_dim"], one.kv_dtype)
+    cache.fill(caches)
+    (logits, new), (want, want_new) = (backend.decode(embeds[:, :1], embeds.shape[1], cache) for backend in (one, two))
+    close(logits, want)
+    for a, b in zip(new, want_new, strict=True):
+        close(a, b)
 
 
 def test_fp32_export_keeps_an_fp32_table(tiny_vlm, tmp_path):
