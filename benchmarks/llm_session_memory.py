@@ -23,9 +23,7 @@ CHILD = """
 import json, sys
 from ficoco_edge.bench_worker import _status_mb
 from ficoco_edge.runtime import Runtime
-from ficoco_edge.runtime.backends import OrtBackend
-OrtBackend.one_llm_session = sys.argv[2] == "one session"  # this process only: which sessions it opens
-runtime = Runtime.load(sys.argv[1], device="cpu", verify=False)
+runtime = Runtime.load(sys.argv[1], device="cpu", verify=False, one_llm_session=sys.argv[2] == "one session")
 runtime.answer(sys.argv[3], sys.argv[4], 4)
 print(json.dumps({k: _status_mb(k) for k in ("RssAnon", "VmRSS", "VmHWM")}))
 """
@@ -41,12 +39,9 @@ def memory(export: str, mode: str) -> dict:
 def speeds(export: str, answers: int) -> dict[str, tuple[float, float]]:
     """mode -> (median prefill ms, median decode tok/s), the two modes' answers alternating."""
     from ficoco_edge.runtime import Runtime
-    from ficoco_edge.runtime.backends import OrtBackend
 
-    one = Runtime.load(export, device="cpu", verify=False)
-    manifest = {k: v for k, v in one.manifest.items() if k != "llm_graph"}
-    runtimes = {"one session": one, "two sessions": Runtime(one.directory, manifest, OrtBackend(export, manifest, "cpu"),
-                                                             one.tokenizer)}
+    runtimes = {mode: Runtime.load(export, device="cpu", verify=False, one_llm_session=mode == "one session")
+                for mode in ("one session", "two sessions")}
     timings = {mode: [] for mode in runtimes}
     for _ in range(answers + 1):
         for mode, runtime in runtimes.items():

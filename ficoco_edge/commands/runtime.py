@@ -30,6 +30,9 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     dtype: DtypeOpt = "fp32",
     threads: Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads")] = None,
+    separate_llm_sessions: Annotated[bool, typer.Option(
+        "--separate-llm-sessions", help="onnxruntime on the CPU: prefill and decode in their own sessions "
+        "(decode ~5-10% faster, the LLM's weights held twice in memory)")] = False,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens")] = 32,
     temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling mass")] = 1.0,
@@ -70,7 +73,8 @@ def run(
     if method != "none" and budget is None and keep is None:
         budget = DEFAULT_BUDGET
     directory = export_dir or cached_export(model, method, budget, keep, quant)
-    runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype)
+    runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype,
+                           one_llm_session=not separate_llm_sessions)
     settings = dict(max_new_tokens=max_new_tokens, memory_limit_mb=memory_limit)
     if batch is not None:
         _run_batch(runtime, batch, out, lambda: Sampler(temperature, top_p, seed), settings)

@@ -66,11 +66,13 @@ class Runtime:
 
     @classmethod
     def load(cls, directory: str | Path, backend: str = "ort", device: str = "auto", threads: int | None = None,
-             verify: bool = True, model: str | None = None, dtype: str = "fp32") -> "Runtime":
+             verify: bool = True, model: str | None = None, dtype: str = "fp32",
+             one_llm_session: bool = True) -> "Runtime":
         """Check the manifest (schema, sha256 of every file), then open the backend.
 
-        backend: ort (onnxruntime; device auto|cpu|cuda, threads) or torch (the patched PyTorch model,
-        `model` overriding the manifest's model name, device cpu|cuda, dtype fp32|bf16|fp16).
+        backend: ort (onnxruntime; device auto|cpu|cuda, threads, one_llm_session: see OrtBackend) or
+        torch (the patched PyTorch model, `model` overriding the manifest's model name, device
+        cpu|cuda, dtype fp32|bf16|fp16).
         """
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
@@ -78,8 +80,8 @@ class Runtime:
         if not directory.is_dir():
             raise UsageError(f"export {directory} not found; create one with `ficoco-edge export`")
         manifest = read_manifest(directory, verify)
-        return cls(directory, manifest, open_backend(directory, manifest, backend, device, threads, model, dtype),
-                   _tokenizer(directory / manifest["tokenizer"]))
+        opened = open_backend(directory, manifest, backend, device, threads, model, dtype, one_llm_session)
+        return cls(directory, manifest, opened, _tokenizer(directory / manifest["tokenizer"]))
 
     @property
     def layers(self) -> int:
@@ -212,13 +214,13 @@ def check_memory_limit(limit_mb: float | None) -> None:
 
 
 def open_backend(directory: Path, manifest: dict, backend: str, device: str, threads: int | None,
-                 model: str | None, dtype: str):
+                 model: str | None, dtype: str, one_llm_session: bool = True):
     from ficoco_edge.runtime import backends
 
     if backend == "ort":
         from ficoco_edge.runtime.ort_device import open_ort
 
-        opened = open_ort(directory, manifest, device, threads)
+        opened = open_ort(directory, manifest, device, threads, one_llm_session)
     elif backend == "torch":
         opened = backends.TorchBackend(manifest, "cpu" if device == "auto" else device, dtype, model)
     elif backend == "trt":

@@ -39,11 +39,9 @@ class OrtDeviceBackend(OrtBackend):
     and id: ("cuda", 0) on a GPU; tests run the same bindings on ("cpu", 0)). Prefill and decode
     keep their own sessions (the combined LLM graph is not checked with IO binding on a GPU)."""
 
-    one_llm_session = False
-
     def __init__(self, directory: Path, manifest: dict, device: str, threads: int | None, cuda: Cuda,
                  memory: tuple[str, int] = ("cuda", 0)):
-        super().__init__(directory, manifest, device, threads)
+        super().__init__(directory, manifest, device, threads, one_llm_session=False)
         self.cuda, self.memory = cuda, memory
         self.kv_location = memory[0]
 
@@ -93,15 +91,16 @@ class OrtDeviceBackend(OrtBackend):
     write_slots = staticmethod(write_slots)
 
 
-def open_ort(directory: Path, manifest: dict, device: str, threads: int | None) -> OrtBackend:
+def open_ort(directory: Path, manifest: dict, device: str, threads: int | None,
+             one_llm_session: bool = True) -> OrtBackend:
     """The onnxruntime backend for `device`: on a GPU provider with cuda-python importable, with the
     KV cache in GPU memory; otherwise with numpy caches (on a GPU then copied in and out per step)."""
     import onnxruntime as ort
 
     if ort_providers(device, ort.get_available_providers())[0] == "CPUExecutionProvider":
-        return OrtBackend(directory, manifest, device, threads)
+        return OrtBackend(directory, manifest, device, threads, one_llm_session)
     try:
         cuda = Cuda(import_cudart())
     except (UsageError, RuntimeError):  # no cuda-python, or no usable GPU behind onnxruntime-gpu's list
-        return OrtBackend(directory, manifest, device, threads)
+        return OrtBackend(directory, manifest, device, threads, one_llm_session)
     return OrtDeviceBackend(directory, manifest, device, threads, cuda)

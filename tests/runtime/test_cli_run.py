@@ -16,6 +16,27 @@ def test_run_with_an_export(monkeypatch, capsys, embedded_exports):
     assert out.strip() == "red" and "TTFT" in err and "KV" in err
 
 
+def test_separate_llm_sessions(monkeypatch, capsys, embedded_exports):
+    from ficoco_edge.runtime import Runtime
+
+    opened, load = [], Runtime.load.__func__
+
+    def recording_load(cls, *args, **kwargs):
+        runtime = load(cls, *args, **kwargs)
+        opened.append(sorted(runtime.backend.sessions))
+        return runtime
+
+    monkeypatch.setattr(Runtime, "load", classmethod(recording_load))
+    answers = []
+    for flags in ([], ["--separate-llm-sessions"]):
+        code, out, err = run_cli(monkeypatch, capsys, "run", "examples/blue-circle.png", "What shape is in the image?",
+                                 "--export", str(embedded_exports["ficoco-v"]), "--max-new-tokens", "8", *flags)
+        assert code == 0, err
+        answers.append(out.strip())
+    assert opened == [["llm", "vision"], ["decode", "prefill", "vision"]]
+    assert answers[0] == answers[1] != ""
+
+
 def test_batch_answers_the_good_lines_and_reports_the_bad(monkeypatch, capsys, embedded_exports, tmp_path):
     (tmp_path / "not-an-image.png").write_text("hello")
     lines = [json.dumps({"image": "/work/nowhere.png", "question": "x"}),

@@ -11,7 +11,7 @@ import pytest
 
 from ficoco_edge.manifest import read_manifest
 from ficoco_edge.runtime import Runtime
-from ficoco_edge.runtime.backends import OrtBackend, shares_prepacked_weights
+from ficoco_edge.runtime.backends import shares_prepacked_weights
 from ficoco_edge.runtime.kv import KVCache
 from tests.runtime.conftest import needs_embedded
 
@@ -23,8 +23,7 @@ QUESTIONS = [("examples/red-triangle.png", "What color is the shape?"),
 
 
 def two_session_runtime(one: Runtime) -> Runtime:
-    manifest = {k: v for k, v in one.manifest.items() if k != "llm_graph"}
-    return Runtime(one.directory, manifest, OrtBackend(one.directory, manifest, "cpu"), one.tokenizer)
+    return Runtime.load(one.directory, device="cpu", one_llm_session=False)
 
 
 @pytest.mark.parametrize("method", ["ficoco-v", "ficoco-l"])
