@@ -195,6 +195,22 @@ def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], preci
             profile.set_shape(name, shape["min"], shape["opt"], shape["max"])
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
+    if serialized is None and _dynamic_shape_compiler_off(trt, config):
+        print(f"{path.name}: TensorRT {trt.__version__} failed with its dynamic-shape compiler; building again "
+              "without it (preview feature FASTER_DYNAMIC_SHAPES_0805 off)", flush=True)
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine for {path.name} (its log above says why)")
     return bytes(serialized)
+
+
+def _dynamic_shape_compiler_off(trt, config) -> bool:
+    """Switch off TensorRT 8.6's DL compiler for dynamic shapes (on by default there; TensorRT 10
+    has no such switch); returns whether it was on. Its graph compiler stops on FiCoCo-L's
+    prefill with an internal error ("Could not find any implementation for node {ForeignNode..."),
+    the plain builder does not."""
+    feature = getattr(getattr(trt, "PreviewFeature", None), "FASTER_DYNAMIC_SHAPES_0805", None)
+    if feature is None or not config.get_preview_feature(feature):
+        return False
+    config.set_preview_feature(feature, False)
+    return True

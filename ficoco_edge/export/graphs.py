@@ -84,13 +84,15 @@ class SpanTokenTrack(TokenTrack):
         span_h, self.size = apply_plan(gather_tokens(hidden, self.span_idx), self.size.to(hidden.dtype), plan)
         kept_span = self.span_idx.gather(1, plan.keep_idx)  # (b, n_keep) positions, ascending
         n_keep = plan.keep_idx.shape[1]
-        start = self.span_idx[:, :1]
+        start = self.span_idx[:, :1]  # the span is contiguous: positions start .. start + len - 1
         pos = torch.arange(hidden.shape[1] - step.remove, device=hidden.device).unsqueeze(0)
-        inside = kept_span.gather(1, (pos - start).clamp(0, n_keep - 1))
-        keep_full = torch.where(pos < start, pos, torch.where(pos < start + n_keep, inside, pos + step.remove))
-        hidden = gather_tokens(hidden, keep_full)
+        offset = (pos - start).clamp(0, n_keep - 1)  # (b, S - remove): index into the kept span tokens
+        in_span = (pos >= start) & (pos < start + n_keep)
+        keep_full = torch.where(pos < start, pos, torch.where(in_span, kept_span.gather(1, offset), pos + step.remove))
+        # the merged span tokens by selection, not scatter: TensorRT 8.6's dynamic-shape compiler
+        # fails on a ScatterElements here (benchmarks/tensorrt86/bisect_build.py)
+        hidden = torch.where(in_span.unsqueeze(-1), gather_tokens(span_h, offset), gather_tokens(hidden, keep_full))
         self.span_idx = self.span_idx[:, :n_keep]
-        hidden = hidden.scatter(1, self.span_idx.unsqueeze(-1).expand_as(span_h), span_h)
         self.kept = self.kept.gather(1, keep_full)
         self.key_valid = self.key_valid.gather(1, keep_full)
         self.reduced = True

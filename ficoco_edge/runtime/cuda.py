@@ -64,7 +64,7 @@ class DeviceArray:
 
     @classmethod
     def from_numpy(cls, cuda: Cuda, array: np.ndarray) -> "DeviceArray":
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # keeps a 0-d array 0-d, as ascontiguousarray does not
         out = cls(cuda, array.shape, array.dtype)
         cuda.copy(out.ptr, array.ctypes.data, out.nbytes, "HostToDevice")
         return out

@@ -59,7 +59,7 @@ class EngineRunner:
         """value as a device buffer: a DeviceArray as is, a host array copied into this input's buffer."""
         if isinstance(value, DeviceArray):
             return value
-        value = np.ascontiguousarray(value, self.inputs[name])
+        value = np.asarray(value, self.inputs[name], order="C")  # ascontiguousarray would make a scalar 1-d
         buffer = self.staged.get(name)
         if buffer is None or buffer.shape != value.shape:
             buffer = self.staged[name] = DeviceArray(self.cuda, value.shape, value.dtype)

@@ -175,3 +175,51 @@ def test_tensorrt_8_gets_explicit_batch_networks_and_refuses_typed_graphs(monkey
     write_export(tmp_path, fake_manifest(quant="int4"))
     with pytest.raises(UsageError, match=r"TensorRT 8.6.2 cannot build typed .* \(--quant fp32 --target trt\)"):
         engine.build_engines(tmp_path)
+
+
+def test_tensorrt_8_6_retries_without_its_dynamic_shape_compiler(monkeypatch, capsys, tmp_path):
+    """TensorRT 8.6's DL compiler for dynamic shapes stops on FiCoCo-L's prefill with an internal error;
+    build_engine builds that graph again with the preview feature off, and only that graph."""
+    fake = FakeTensorRT()
+    fake.__version__ = "8.6.0"
+    fake.NetworkDefinitionCreationFlag = type("Flags", (), {"EXPLICIT_BATCH": 0})
+    fake.PreviewFeature = type("PreviewFeature", (), {"FASTER_DYNAMIC_SHAPES_0805": "dynamic"})
+    features = {}
+
+    class Config:
+        builder_optimization_level = None
+
+        def set_flag(self, flag): pass
+
+        def clear_flag(self, flag): pass
+
+        def add_optimization_profile(self, profile): pass
+
+        def get_preview_feature(self, feature):
+            return features.get(feature, True)  # on by default in TensorRT 8.6
+
+        def set_preview_feature(self, feature, on):
+            fake.calls.append(("preview", feature, on))
+            features[feature] = on
+
+    class Builder(fake.Builder):
+        def create_builder_config(self):
+            features.clear()
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            if network["path"] == "prefill.onnx" and features.get("dynamic", True):
+                return None  # the internal error
+            return super().build_serialized_network(network, config)
+
+    fake.Builder = Builder
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    write_export(tmp_path, fake_manifest(quant="fp32"))
+    engine.build_engines(tmp_path)
+    assert (tmp_path / "prefill.engine").read_bytes() == b"engine 1 prefill.onnx"
+    assert fake.calls.count(("preview", "dynamic", False)) == 1  # vision and decode built as they were
+    assert "prefill.onnx: TensorRT 8.6.0 failed with its dynamic-shape compiler" in capsys.readouterr().out
+
+    fake.Builder = type("Builder", (Builder,), {"build_serialized_network": lambda self, network, config: None})
+    with pytest.raises(engine.EngineBuildError, match="could not build an engine for vision.onnx"):
+        engine.build_engines(tmp_path)  # fails both ways: the error as before

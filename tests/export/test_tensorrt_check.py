@@ -57,7 +57,7 @@ def test_a_scatter_with_a_reduction_is_reported(tmp_path):
     assert tensorrt_problems(tmp_path / "g.onnx") == ["s: ScatterElements with reduction 'min'"]
 
 
-@pytest.mark.parametrize("method", ["ficoco-l", "fastv"])
+@pytest.mark.parametrize("method", ["ficoco-l", "ficoco-vl", "fastv"])
 def test_span_only_prefill_equals_the_token_track_prefill(tiny_vlm, method):
     """The TensorRT prefill keeps tokens by index arithmetic around the span; same outputs."""
     model = tiny_vlm.model.float().eval()

@@ -106,6 +106,8 @@ class FakeContext:
         self.rebound = False  # a shape or address set since the last plain run
 
     def set_input_shape(self, name, shape):
+        if len(shape) != self.engine.ranks[name]:  # TensorRT refuses another rank (onnxruntime takes [1] for [])
+            return False
         self.shapes[name], self.rebound = tuple(shape), True
         return True
 
@@ -152,6 +154,7 @@ class FakeEngine:
         self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self.cudart = cudart
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.ranks = {i.name: len(i.shape) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.dtypes = {a.name: ORT_TYPES[a.type] for a in [*self.session.get_inputs(), *self.session.get_outputs()]}
         self.num_io_tensors = len(self.inputs) + len(self.outputs)
