@@ -19,6 +19,7 @@ Only the pure-Python parts run without TensorRT (profiles, checks); see README "
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,7 +133,10 @@ def build_engines(directory: Path, fp16: bool = False, int8: bool = False, text:
     engines = {}
     for name, graph in manifest["graphs"].items():
         precision, typed = precisions[name]
+        print(f"building {name}.engine ({precision}; an LLM graph can take TensorRT 10-20 minutes)", flush=True)
+        started = time.perf_counter()
         plan = build_engine(trt, directory / graph["file"], shapes[name], precision, typed, opt_level)
+        print(f"built {name}.engine in {time.perf_counter() - started:.0f} s", flush=True)
         file = f"{name}.engine"
         _write_atomically(directory / file, plan)
         engines[name] = {"file": file, "sha256": sha256(directory / file), "precision": precision,
