@@ -132,13 +132,19 @@ class SharedLlmSession:
         self.prefix = {"prefill": "", "decode": spec["decode_prefix"]}
         self.idle = {branch: {self.prefix[branch] + i["name"]: _placeholder(i) for i in graphs[branch]["inputs"]}
                      for branch in self.prefix}
+        self.output_names = {branch: [o["name"] for o in graphs[branch]["outputs"]] for branch in self.prefix}
+
+    def feeds(self, branch: str, feeds: dict) -> dict:
+        """The combined graph's feeds for graph `branch`'s own: its names prefixed, the switch, and
+        placeholders for the other branch's inputs."""
+        other = "decode" if branch == "prefill" else "prefill"
+        named = {self.prefix[branch] + name: value for name, value in feeds.items()}
+        return {self.switch: np.array(branch == "prefill"), **self.idle[other], **named}
 
     def run(self, branch: str, feeds: dict) -> list[np.ndarray]:
         """Graph `branch`'s outputs, in its order, for its own feeds: prefill -> logits (1, V), then
         key_l / value_l (1, kvh, S_l, d); decode -> logits (1, V), then new key_l / value_l (1, kvh, 1, d)."""
-        other = "decode" if branch == "prefill" else "prefill"
-        named = {self.prefix[branch] + name: value for name, value in feeds.items()}
-        return self.session.run(None, {self.switch: np.array(branch == "prefill"), **self.idle[other], **named})
+        return self.session.run(None, self.feeds(branch, feeds))
 
 
 def _placeholder(spec: dict) -> np.ndarray:
@@ -163,8 +169,7 @@ class OrtBackend:
         self.providers = ort_providers(device, ort.get_available_providers())
         if self.providers[0] != "CPUExecutionProvider":  # "onnxruntime-cuda": where it runs, on the status line
             self.name = f"onnxruntime-{self.providers[0].removesuffix('ExecutionProvider').lower()}"
-        combined = manifest.get("llm_graph") if (one_llm_session and self.providers == ["CPUExecutionProvider"]
-                                                 and shares_prepacked_weights(ort.__version__)) else None
+        combined = manifest.get("llm_graph") if one_llm_session and self._combined_saves_memory(ort) else None
         opened = {"vision": manifest["graphs"]["vision"], "llm": combined} if combined else manifest["graphs"]
         self.loaded_graphs = list(opened.values())  # what Runtime.weight_bytes counts
         self.sessions = {name: open_session(ort, Path(directory) / spec["file"], options, self.providers)
@@ -174,6 +179,10 @@ class OrtBackend:
                              for name, spec in manifest["graphs"].items()}
         self.kv_dtype = self.input_dtypes["decode"]["past_key_0"]
         self.kv_itemsize = np.dtype(self.kv_dtype).itemsize
+
+    def _combined_saves_memory(self, ort) -> bool:
+        """On the CPU, only where onnxruntime pre-packs a shared weight once (>= 1.21)."""
+        return self.providers == ["CPUExecutionProvider"] and shares_prepacked_weights(ort.__version__)
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         dtypes = self.input_dtypes[graph]  # inputs a graph does not use were dropped at export

@@ -36,31 +36,39 @@ class BoundValue:
 
 class OrtDeviceBackend(OrtBackend):
     """OrtBackend whose prefill and decode keep the KV cache in `memory` (onnxruntime's device name
-    and id: ("cuda", 0) on a GPU; tests run the same bindings on ("cpu", 0)). Prefill and decode
-    keep their own sessions (the combined LLM graph is not checked with IO binding on a GPU)."""
+    and id: ("cuda", 0) on a GPU; tests run the same bindings on ("cpu", 0)). With one_llm_session,
+    prefill and decode run as the branches of the export's llm.onnx (backends.SharedLlmSession)."""
 
     def __init__(self, directory: Path, manifest: dict, device: str, threads: int | None, cuda: Cuda,
-                 memory: tuple[str, int] = ("cuda", 0)):
-        super().__init__(directory, manifest, device, threads, one_llm_session=False)
+                 memory: tuple[str, int] = ("cuda", 0), one_llm_session: bool = True):
+        super().__init__(directory, manifest, device, threads, one_llm_session)
         self.cuda, self.memory = cuda, memory
         self.kv_location = memory[0]
+
+    def _combined_saves_memory(self, ort) -> bool:
+        """Every session copies its initializers into GPU memory: one LLM session holds them once."""
+        return True
 
     def _bound_run(self, graph: str, feeds: dict, on_device) -> dict:
         """Run `graph`: BoundValue feeds are bound where they are, numpy ones from host memory;
         outputs for which on_device(name) holds stay in self.memory (OrtValues), the rest come back
-        as numpy arrays."""
-        session, dtypes = self.sessions[graph], self.input_dtypes[graph]
+        as numpy arrays, all under `graph`'s own names."""
+        dtypes = self.input_dtypes[graph]
+        feeds = {k: v if isinstance(v, BoundValue) else np.asarray(v, dtypes[k], order="C")
+                 for k, v in feeds.items() if k in dtypes}  # inputs a graph does not use were dropped at export
+        if self.llm is not None and graph != "vision":
+            session, feeds, names = self.llm.session, self.llm.feeds(graph, feeds), self.llm.output_names[graph]
+        else:
+            session = self.sessions[graph]
+            names = [o.name for o in session.get_outputs()]
         binding = session.io_binding()
         for name, value in feeds.items():
-            if name not in dtypes:  # inputs a graph does not use were dropped at export
-                continue
             if isinstance(value, BoundValue):
                 binding.bind_ortvalue_input(name, value.value)
             else:
-                binding.bind_cpu_input(name, np.ascontiguousarray(value, dtypes[name]))
-        names = [o.name for o in session.get_outputs()]
-        for name in names:
-            binding.bind_output(name, *(self.memory if on_device(name) else ("cpu", 0)))
+                binding.bind_cpu_input(name, value)
+        for name, output in zip(names, session.get_outputs()):
+            binding.bind_output(output.name, *(self.memory if on_device(name) else ("cpu", 0)))
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()  # before cudaMemcpy2D on the legacy stream reads them
         values = binding.get_outputs()
@@ -103,4 +111,4 @@ def open_ort(directory: Path, manifest: dict, device: str, threads: int | None,
         cuda = Cuda(import_cudart())
     except (UsageError, RuntimeError):  # no cuda-python, or no usable GPU behind onnxruntime-gpu's list
         return OrtBackend(directory, manifest, device, threads, one_llm_session)
-    return OrtDeviceBackend(directory, manifest, device, threads, cuda)
+    return OrtDeviceBackend(directory, manifest, device, threads, cuda, one_llm_session=one_llm_session)

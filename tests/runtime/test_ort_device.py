@@ -21,11 +21,14 @@ QUESTIONS = [("examples/red-triangle.png", "What color is the shape?"),
 
 
 @needs_embedded
-def test_bound_cache_answers_like_the_numpy_cache(embedded_exports):
+@pytest.mark.parametrize("one_llm_session", [True, False], ids=["llm.onnx", "prefill+decode"])
+def test_bound_cache_answers_like_the_numpy_cache(embedded_exports, one_llm_session):
     directory = embedded_exports["ficoco-l"]  # per-layer cache lengths differ
     reference = Runtime.load(directory, device="cpu")
     cudart = fake_trt.FakeCudart()
-    backend = OrtDeviceBackend(directory, reference.manifest, "cpu", None, Cuda(cudart), memory=("cpu", 0))
+    backend = OrtDeviceBackend(directory, reference.manifest, "cpu", None, Cuda(cudart), memory=("cpu", 0),
+                               one_llm_session=one_llm_session)
+    assert sorted(backend.sessions) == (["llm", "vision"] if one_llm_session else ["decode", "prefill", "vision"])
     bound = Runtime(directory, reference.manifest, backend, reference.tokenizer)
     steps = 6
     for image, question in QUESTIONS:
@@ -64,8 +67,8 @@ def test_decode_binds_the_cache_buffers_and_writes_them_in_place(embedded_export
 
 def test_open_ort_keeps_numpy_caches_on_the_cpu_or_without_cuda_python(monkeypatch, tmp_path):
     made = []
-    monkeypatch.setattr(OrtBackend, "__init__", lambda self, *args: made.append("host"))
-    monkeypatch.setattr(OrtDeviceBackend, "__init__", lambda self, *args: made.append("device"))
+    monkeypatch.setattr(OrtBackend, "__init__", lambda self, *args, **kwargs: made.append("host"))
+    monkeypatch.setattr(OrtDeviceBackend, "__init__", lambda self, *args, **kwargs: made.append("device"))
     import onnxruntime as ort
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -23,6 +23,7 @@ def test_cuda_answers_like_the_cpu(embedded_exports, method):
     cpu = Runtime.load(embedded_exports[method], device="cpu")
     gpu = Runtime.load(embedded_exports[method], device="cuda")
     assert isinstance(gpu.backend, OrtDeviceBackend) and gpu.backend.kv_location == "cuda"
+    assert sorted(gpu.backend.sessions) == ["llm", "vision"]  # prefill and decode as llm.onnx's branches
     for image, question in QUESTIONS:
         want = cpu.answer(image, question, max_new_tokens=12)
         got = gpu.answer(image, question, max_new_tokens=12)
