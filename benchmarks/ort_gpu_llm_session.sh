@@ -2,7 +2,7 @@
 # The combined LLM graph (llm.onnx) on onnxruntime-gpu with the KV cache in GPU memory: the GPU tests,
 # then benchmarks/ort_gpu_llm_session.py (one vs two LLM sessions: GPU memory, speed, same tokens).
 #
-#   bash benchmarks/ort_gpu_llm_session.sh WHEELS   # WHEELS: onnxruntime-gpu and gguf wheels
+#   bash benchmarks/ort_gpu_llm_session.sh WHEELS   # WHEELS: onnxruntime-gpu, gguf and easy_vqa wheels
 #
 # Needs the SmolLM2 GGUF at $FICOCO_EDGE_SMOLLM2_GGUF, cuda-python and the image's CUDA libraries.
 set -uo pipefail

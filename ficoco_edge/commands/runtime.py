@@ -31,8 +31,8 @@ def run(
     dtype: DtypeOpt = "fp32",
     threads: Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads")] = None,
     separate_llm_sessions: Annotated[bool, typer.Option(
-        "--separate-llm-sessions", help="onnxruntime on the CPU: prefill and decode in their own sessions "
-        "(decode up to ~10% faster, the LLM's weights held twice in memory)")] = False,
+        "--separate-llm-sessions", help="onnxruntime: prefill and decode in their own sessions "
+        "(on the CPU decode up to ~10% faster; the LLM's weights held twice in memory)")] = False,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="longest answer in tokens")] = 32,
     temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling mass")] = 1.0,

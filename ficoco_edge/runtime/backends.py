@@ -161,8 +161,8 @@ class OrtBackend:
     def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None,
                  one_llm_session: bool = True):
         """one_llm_session: run prefill and decode through the export's llm.onnx where it saves memory
-        (CPU providers, onnxruntime >= 1.21); False opens them as two sessions (decode up to ~10% faster
-        here, the LLM's weights held twice)."""
+        (CPU providers on onnxruntime >= 1.21; ort_device's GPU backend always); False opens them as two
+        sessions (on the CPU decode up to ~10% faster, the LLM's weights held twice)."""
         import onnxruntime as ort
 
         options = session_options(ort, threads)
