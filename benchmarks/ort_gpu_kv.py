@@ -28,28 +28,38 @@ def measure(runtime: Runtime, tokens: int, repeats: int) -> dict:
             "tokens": results[0].token_ids}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def export_parser(description: str) -> argparse.ArgumentParser:
+    """The options of the GPU comparisons: which cached exports, how many tokens and answers."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--method", default="ficoco-v")
     parser.add_argument("--budgets", default="none,1.5")
     parser.add_argument("--quant", default="fp32")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    print(f"{'method':>10} {'budget':>6} {'quant':>5} {'KV in':>6} {'TTFT ms':>8} {'prefill ms':>10} "
-          f"{'decode tok/s':>12} {'same tokens':>11}")
+    return parser
+
+
+def exports(args):
+    """(method, budget, quant, export directory) for each --quant x --budgets, made on first use."""
     for quant in args.quant.split(","):
         for budget in parse_budgets(args.budgets):
             method = args.method if budget is not None else "none"
-            directory = cached_export(args.model, method, budget, None, quant)
-            device = Runtime.load(directory, device="cuda")
-            host = Runtime(directory, device.manifest, OrtBackend(directory, device.manifest, "cuda"), device.tokenizer)
-            rows = {"host": measure(host, args.tokens, args.repeats), "GPU": measure(device, args.tokens, args.repeats)}
-            same = rows["host"]["tokens"] == rows["GPU"]["tokens"]
-            for where, r in rows.items():
-                print(f"{method:>10} {budget or 'none':>6} {quant:>5} {where:>6} {r['ttft_ms']:8.1f} "
-                      f"{r['prefill_ms']:10.1f} {r['decode_tok_s']:12.1f} {'yes' if same else 'NO':>11}")
+            yield method, budget, quant, cached_export(args.model, method, budget, None, quant)
+
+
+def main() -> None:
+    args = export_parser(__doc__.splitlines()[0]).parse_args()
+    print(f"{'method':>10} {'budget':>6} {'quant':>5} {'KV in':>6} {'TTFT ms':>8} {'prefill ms':>10} "
+          f"{'decode tok/s':>12} {'same tokens':>11}")
+    for method, budget, quant, directory in exports(args):
+        device = Runtime.load(directory, device="cuda")
+        host = Runtime(directory, device.manifest, OrtBackend(directory, device.manifest, "cuda"), device.tokenizer)
+        rows = {"host": measure(host, args.tokens, args.repeats), "GPU": measure(device, args.tokens, args.repeats)}
+        same = rows["host"]["tokens"] == rows["GPU"]["tokens"]
+        for where, r in rows.items():
+            print(f"{method:>10} {budget or 'none':>6} {quant:>5} {where:>6} {r['ttft_ms']:8.1f} "
+                  f"{r['prefill_ms']:10.1f} {r['decode_tok_s']:12.1f} {'yes' if same else 'NO':>11}")
 
 
 if __name__ == "__main__":

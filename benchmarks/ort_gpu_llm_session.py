@@ -46,37 +46,27 @@ def worker(directory: str, one_llm_session: bool, tokens: int, repeats: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="embedded")
-    parser.add_argument("--method", default="ficoco-v")
-    parser.add_argument("--budgets", default="none,1.5")
-    parser.add_argument("--quant", default="fp32")
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    from ort_gpu_kv import export_parser, exports  # this folder's: the same options and exports
+
+    parser = export_parser(__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=2, metavar=("DIR", "ONE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1] == "1", args.tokens, args.repeats)))
         return
-    from ficoco_edge.benchmark import parse_budgets
-    from ficoco_edge.export.cli import cached_export
-
     print(f"{'method':>10} {'budget':>6} {'quant':>5} {'mode':>13} {'sessions':>22} {'GPU MB load':>11} "
           f"{'GPU MB run':>10} {'TTFT ms':>8} {'prefill ms':>10} {'decode tok/s':>12} {'same':>5}")
-    for quant in args.quant.split(","):
-        for budget in parse_budgets(args.budgets):
-            method = args.method if budget is not None else "none"
-            directory = cached_export(args.model, method, budget, None, quant)
-            rows = {}
-            for mode, one in MODES.items():
-                command = [sys.executable, __file__, "--worker", str(directory), "1" if one else "0",
-                           "--tokens", str(args.tokens), "--repeats", str(args.repeats)]
-                rows[mode] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            same = rows["one session"]["tokens"] == rows["two sessions"]["tokens"]
-            for mode, r in rows.items():
-                print(f"{method:>10} {budget or 'none':>6} {quant:>5} {mode:>13} {'+'.join(r['sessions']):>22} "
-                      f"{r['loaded_mb']:11.0f} {r['answered_mb']:10.0f} {r['ttft_ms']:8.1f} {r['prefill_ms']:10.1f} "
-                      f"{r['decode_tok_s']:12.1f} {'yes' if same else 'NO':>5}", flush=True)
+    for method, budget, quant, directory in exports(args):
+        rows = {}
+        for mode, one in MODES.items():
+            command = [sys.executable, __file__, "--worker", str(directory), "1" if one else "0",
+                       "--tokens", str(args.tokens), "--repeats", str(args.repeats)]
+            rows[mode] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        same = rows["one session"]["tokens"] == rows["two sessions"]["tokens"]
+        for mode, r in rows.items():
+            print(f"{method:>10} {budget or 'none':>6} {quant:>5} {mode:>13} {'+'.join(r['sessions']):>22} "
+                  f"{r['loaded_mb']:11.0f} {r['answered_mb']:10.0f} {r['ttft_ms']:8.1f} {r['prefill_ms']:10.1f} "
+                  f"{r['decode_tok_s']:12.1f} {'yes' if same else 'NO':>5}", flush=True)
 
 
 if __name__ == "__main__":
