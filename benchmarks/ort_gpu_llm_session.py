@@ -61,7 +61,10 @@ def main() -> None:
         for mode, one in MODES.items():
             command = [sys.executable, __file__, "--worker", str(directory), "1" if one else "0",
                        "--tokens", str(args.tokens), "--repeats", str(args.repeats)]
-            rows[mode] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{directory} ({mode}) failed:\n{done.stderr[-2000:]}")
+            rows[mode] = json.loads(done.stdout)
         same = rows["one session"]["tokens"] == rows["two sessions"]["tokens"]
         for mode, r in rows.items():
             print(f"{method:>10} {budget or 'none':>6} {quant:>5} {mode:>13} {'+'.join(r['sessions']):>22} "

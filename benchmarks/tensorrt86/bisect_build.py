@@ -7,10 +7,11 @@
    dynamic shapes that raises TensorRT 8.6's internal "Could not find any implementation for
    node {ForeignNode[...]}" errors.
 2. If the graph as is fails: cuts it after each float output of a residual-stream node (Add,
-   MatMul, Gather/ScatterElements, in graph order), builds the cut graph (only the inputs it
-   reads) and bisects for the first cut that fails, printing the nodes between the last cut that
-   built and the first that did not. Assumes that a later cut, which contains an earlier one's
-   ancestors, fails if the earlier one does.
+   MatMul, GatherElements, ScatterElements, in graph order), builds the cut graph (only the inputs
+   it reads; build-engine's default settings, compiler on) and bisects for the first cut that
+   fails, printing the nodes between the last cut that built and the first that did not. Assumes
+   that a later cut, which contains an earlier one's ancestors, fails if the earlier one does.
+   Cut graphs carry their weights inline, so graphs over 2 GB do not fit (onnx's protobuf limit).
 """
 
 from __future__ import annotations

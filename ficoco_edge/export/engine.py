@@ -200,8 +200,9 @@ def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], preci
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None and _dynamic_shape_compiler_off(trt, config):
-        print(f"{path.name}: TensorRT {trt.__version__} failed with its dynamic-shape compiler; building again "
-              "without it (preview feature FASTER_DYNAMIC_SHAPES_0805 off)", flush=True)
+        print(f"{path.name}: TensorRT {trt.__version__} could not build it; trying again without its dynamic-shape "
+              "compiler (preview feature FASTER_DYNAMIC_SHAPES_0805 off), which TensorRT 8.6's internal "
+              "errors on dynamic shapes come from", flush=True)
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine for {path.name} (its log above says why)")

@@ -161,7 +161,7 @@ class OrtBackend:
     def __init__(self, directory: Path, manifest: dict, device: str = "auto", threads: int | None = None,
                  one_llm_session: bool = True):
         """one_llm_session: run prefill and decode through the export's llm.onnx where it saves memory
-        (CPU providers on onnxruntime >= 1.21; ort_device's GPU backend always); False opens them as two
+        (_combined_saves_memory: CPU on onnxruntime >= 1.21, CUDA); False opens them as two
         sessions (on the CPU decode up to ~10% faster, the LLM's weights held twice)."""
         import onnxruntime as ort
 
@@ -181,8 +181,12 @@ class OrtBackend:
         self.kv_itemsize = np.dtype(self.kv_dtype).itemsize
 
     def _combined_saves_memory(self, ort) -> bool:
-        """On the CPU, only where onnxruntime pre-packs a shared weight once (>= 1.21)."""
-        return self.providers == ["CPUExecutionProvider"] and shares_prepacked_weights(ort.__version__)
+        """On the CPU where onnxruntime pre-packs a shared weight once (>= 1.21); on CUDA always, since
+        every session copies its initializers into GPU memory. Not with onnxruntime's TensorRT provider,
+        which has not been run on the combined graph's If."""
+        if self.providers[0] == "CPUExecutionProvider":
+            return shares_prepacked_weights(ort.__version__)
+        return self.providers[0] == "CUDAExecutionProvider"
 
     def _run(self, graph: str, feeds: dict) -> list[np.ndarray]:
         dtypes = self.input_dtypes[graph]  # inputs a graph does not use were dropped at export

@@ -45,10 +45,6 @@ class OrtDeviceBackend(OrtBackend):
         self.cuda, self.memory = cuda, memory
         self.kv_location = memory[0]
 
-    def _combined_saves_memory(self, ort) -> bool:
-        """Every session copies its initializers into GPU memory: one LLM session holds them once."""
-        return True
-
     def _bound_run(self, graph: str, feeds: dict, on_device) -> dict:
         """Run `graph`: BoundValue feeds are bound where they are, numpy ones from host memory;
         outputs for which on_device(name) holds stay in self.memory (OrtValues), the rest come back

@@ -137,3 +137,15 @@ def test_cuda_without_a_gpu_provider_names_the_fix(monkeypatch):
     with pytest.raises(UsageError, match=r"pip uninstall -y onnxruntime && pip install --force-reinstall"):
         ort_providers("cuda", ["CPUExecutionProvider"])
     assert ort_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("providers, version, combined", [
+    (["CPUExecutionProvider"], "1.21.0", True), (["CPUExecutionProvider"], "1.20.1", False),  # pre-packs per kernel
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], "1.20.1", True),  # initializers copied per session
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "1.31.1", False)])  # not run
+def test_which_providers_open_the_combined_llm_graph(providers, version, combined):
+    import types
+
+    backend = OrtBackend.__new__(OrtBackend)
+    backend.providers = providers
+    assert backend._combined_saves_memory(types.SimpleNamespace(__version__=version)) is combined
