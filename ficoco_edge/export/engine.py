@@ -4,7 +4,8 @@ Each graph is parsed by TensorRT's ONNX parser and built with one optimization p
 dynamic axes (prefill: the sequence = image tokens + text; decode: each layer's cache capacity
 C_l = S_l + new tokens, with S_l = the layer's visual tokens from the manifest + text). The
 engines are written beside the graphs (temporary file, then rename) and recorded in the manifest
-under "engines" (file, sha256, precision, strongly_typed, profiles, tensorrt_version) and "files";
+under "engines" (file, sha256, precision, strongly_typed, profiles, tensorrt_version, opt_level,
+dynamic_shape_compiler: False where TensorRT 8.6 built it only with that compiler off) and "files";
 the manifest itself is rewritten atomically.
 
 Precision. An fp32 export is built weakly typed: `--fp16` lets TensorRT pick fp16 kernels in the
@@ -135,13 +136,13 @@ def build_engines(directory: Path, fp16: bool = False, int8: bool = False, text:
         precision, typed = precisions[name]
         print(f"building {name}.engine ({precision}; an LLM graph can take TensorRT 10-20 minutes)", flush=True)
         started = time.perf_counter()
-        plan = build_engine(trt, directory / graph["file"], shapes[name], precision, typed, opt_level)
+        plan, compiler = build_engine(trt, directory / graph["file"], shapes[name], precision, typed, opt_level)
         print(f"built {name}.engine in {time.perf_counter() - started:.0f} s", flush=True)
         file = f"{name}.engine"
         _write_atomically(directory / file, plan)
         engines[name] = {"file": file, "sha256": sha256(directory / file), "precision": precision,
                          "strongly_typed": typed, "profiles": shapes[name], "tensorrt_version": trt.__version__,
-                         "opt_level": opt_level}
+                         "opt_level": opt_level, "dynamic_shape_compiler": compiler}
     manifest["engines"] = engines
     manifest["engine_text_range"] = asdict(text)
     manifest["files"].update({e["file"]: e["sha256"] for e in engines.values()})
@@ -173,8 +174,9 @@ def network_flags(trt, strongly_typed: bool) -> int:
 
 
 def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], precision: str, strongly_typed: bool,
-                 opt_level: int | None = None) -> bytes:
-    """Serialized engine for the ONNX graph at `path` (TensorRT 8.6+ Python API)."""
+                 opt_level: int | None = None) -> tuple[bytes, bool]:
+    """Serialized engine for the ONNX graph at `path` (TensorRT 8.6+ Python API), and whether TensorRT
+    8.6's dynamic-shape compiler stayed on (False: the build that used it failed; True on TensorRT 10)."""
     logger = trt.Logger(trt.Logger.WARNING)
     try:
         builder = trt.Builder(logger)
@@ -198,15 +200,16 @@ def build_engine(trt, path: Path, shapes: dict[str, dict[str, list[int]]], preci
         for name, shape in shapes.items():
             profile.set_shape(name, shape["min"], shape["opt"], shape["max"])
         config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
+    serialized, compiler = builder.build_serialized_network(network, config), True
     if serialized is None and _dynamic_shape_compiler_off(trt, config):
+        compiler = False
         print(f"{path.name}: TensorRT {trt.__version__} could not build it; trying again without its dynamic-shape "
               "compiler (preview feature FASTER_DYNAMIC_SHAPES_0805 off), which TensorRT 8.6's internal "
               "errors on dynamic shapes come from", flush=True)
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine for {path.name} (its log above says why)")
-    return bytes(serialized)
+    return bytes(serialized), compiler
 
 
 def _dynamic_shape_compiler_off(trt, config) -> bool:

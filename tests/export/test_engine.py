@@ -215,9 +215,11 @@ def test_tensorrt_8_6_retries_without_its_dynamic_shape_compiler(monkeypatch, ca
     fake.Builder = Builder
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     write_export(tmp_path, fake_manifest(quant="fp32"))
-    engine.build_engines(tmp_path)
+    built = engine.build_engines(tmp_path)["engines"]
     assert (tmp_path / "prefill.engine").read_bytes() == b"engine 1 prefill.onnx"
     assert fake.calls.count(("preview", "dynamic", False)) == 1  # vision and decode built as they were
+    assert {name: e["dynamic_shape_compiler"] for name, e in built.items()} == {
+        "vision": True, "prefill": False, "decode": True}  # recorded in the manifest
     out = capsys.readouterr().out
     assert "prefill.onnx: TensorRT 8.6.0 could not build it; trying again without its dynamic-shape" in out
     assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("building")] == [
