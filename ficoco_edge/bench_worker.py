@@ -24,7 +24,12 @@ def peak_rss_mb() -> float:
     """This process's peak resident set (MiB). VmHWM starts afresh at exec; ru_maxrss would carry
     over the parent's peak from before the fork. It includes the weight files' pages, which
     onnxruntime maps while it pre-packs the weights at load (file-backed: the kernel can drop them)."""
-    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB (Linux)
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    # Without /proc (macOS, BSD): ru_maxrss counts bytes on macOS, KiB elsewhere.
+    per_mib = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_mib
 
 
 def rss_mb() -> float | None:
