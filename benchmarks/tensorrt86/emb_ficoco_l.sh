@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # After device_setup.sh, with the SmolLM2 GGUF parts and the gguf wheel in /tmp/p (as for emb_export.sh):
 # the embedded model's FiCoCo-${METHOD:-l} ${BUDGET:-1.5} --target trt export (the image's Python + torch),
-# its engines at --opt-level ${LEVEL:-1} (timed), then tensorrt_check.py --prebuilt against onnxruntime.
+# its engines at --opt-level ${LEVEL:-1} (timed; build-engine's progress in $X.build.log), then tensorrt_check.py --prebuilt against onnxruntime.
 # Meant to run detached (setsid); writes /tmp/x/emb-ficoco.out, ending in a line ALL-DONE.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); X=/tmp/x/emb-${METHOD:-l}${BUDGET:-1.5}
@@ -13,7 +13,8 @@ HERE=$(cd "$(dirname "$0")" && pwd); X=/tmp/x/emb-${METHOD:-l}${BUDGET:-1.5}
   FICOCO_EDGE_SMOLLM2_GGUF=/tmp/smollm2.gguf PYTHONPATH=/tmp/site312 XDG_CACHE_HOME=/tmp/cache python3 -m ficoco_edge \
     export --model embedded --method ficoco-${METHOD:-l} --budget ${BUDGET:-1.5} --target trt --out $X --force 2>&1 | tail -2
   echo "EXPORTED in $SECONDS s"; SECONDS=0
-  "$HERE/py311" -m ficoco_edge build-engine $X --opt-level "${LEVEL:-1}" 2>&1 | grep -v "^\[" | tail -5
+  "$HERE/py311" -m ficoco_edge build-engine $X --opt-level "${LEVEL:-1}" > $X.build.log 2>&1  # progress: poll this log
+  grep -v "^\[" $X.build.log | tail -5
   echo "BUILT in $SECONDS s"
   "$HERE/py311" benchmarks/tensorrt_check.py $X --prebuilt --tokens 16 --repeats 10 2>&1 | grep -v "^\[" | tail -4
   echo ALL-DONE
