@@ -29,9 +29,9 @@ cp $TINY/{config.json,tokenizer.json,tokenizer_config.json,preprocessor_config.j
 tar cf - py311 site311 stubs/*.so.* tinycfg | zstd -q -T0 -19 -f -o env.tar.zst
 (cd x && tar cf - tensorrt/lib* tensorrt_bindings) | zstd -q -T0 -19 --long=30 -f -o trtlibs.tar.zst
 cat env.tar.zst trtlibs.tar.zst > payload && sha256sum payload > payload.sha256
-echo "env.tar.zst is $(stat -c %s env.tar.zst) bytes (device_setup.sh's head -c)"
 rm -rf parts && mkdir parts && split -b 40000000 -d -a 2 payload parts/part-
 cp $HERE/{device_setup.sh,tiny_exports.sh,emb_export.sh,emb_engines.sh,py311} parts/
 # carried with part-00 (device_setup.sh reads them from /tmp/p); the GPU image may lack zstd: carry this one
+stat -c %s env.tar.zst > parts/env.size  # where device_setup.sh splits the payload
 cp x/tensorrt/__init__.py payload.sha256 "$(command -v zstd)" parts/
 cp -L /lib/x86_64-linux-gnu/liblz4.so.1 /lib/x86_64-linux-gnu/liblzma.so.5 parts/
