@@ -72,6 +72,7 @@ def measure_hf(job: dict) -> dict:
     """transformers' generate, eager PyTorch (no compile), fp32, default attention, unreduced."""
     import torch
 
+    from ficoco_edge.models.hf_compat import output_cache
     from ficoco_edge.models.loading import load
     from ficoco_edge.runtime.images import open_image
 
@@ -100,7 +101,7 @@ def measure_hf(job: dict) -> dict:
     firsts = [generate(1) for _ in range(job["repeats"])]
     total, _, out = generate(job["decode_tokens"] + 1)
     ttft = statistics.median(f[0] for f in firsts)
-    cache = out.past_key_values
+    cache = output_cache(out)
     kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     samples = {"ttft_ms": [f[0] * 1e3 for f in firsts], "vision_ms": [f[1] * 1e3 for f in firsts],
                "prefill_ms": [(f[0] - f[1]) * 1e3 for f in firsts], "decode_tok_s": [job["decode_tokens"] / (total - ttft)]}

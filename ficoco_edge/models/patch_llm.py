@@ -20,6 +20,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaMod
 from transformers.models.llava.modeling_llava import LlavaModel
 
 from ficoco_edge.errors import UsageError
+from ficoco_edge.models.hf_compat import cache_kwargs
 from ficoco_edge.reduction.compress import apply_plan, gather_tokens
 from ficoco_edge.reduction.filter import split
 from ficoco_edge.reduction.methods import plan_llm_step
@@ -107,12 +108,14 @@ class ReducingLlamaDecoderLayer(LlamaDecoderLayer):
     ficoco_step: LLMStep
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=False, position_embeddings=None, token_track: TokenTrack | None = None, **kwargs):
+                use_cache=False, position_embeddings=None, token_track: TokenTrack | None = None, cache=None,
+                **kwargs):
+        cache = past_key_values if cache is None else cache  # the argument's name before / from transformers 5.24
         residual = hidden_states
         normed = self.input_layernorm(hidden_states)
         attn_out, _ = self.self_attn(hidden_states=normed, attention_mask=attention_mask, position_ids=position_ids,
-                                     past_key_values=past_key_values, use_cache=use_cache,
-                                     position_embeddings=position_embeddings, **kwargs)
+                                     use_cache=use_cache, position_embeddings=position_embeddings,
+                                     **cache_kwargs(cache), **kwargs)
         hidden_states = residual + attn_out
         if token_track is not None:
             scores = token_track.scores(self.self_attn, normed, position_embeddings)
@@ -127,7 +130,8 @@ class ReducingLlamaModel(LlamaModel):
     ficoco_image_tokens: int
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, image_token_mask=None, **kwargs):
+                inputs_embeds=None, use_cache=None, image_token_mask=None, cache=None, **kwargs):
+        past_key_values = past_key_values if cache is None else cache  # named `cache` from transformers 5.24
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -137,7 +141,7 @@ class ReducingLlamaModel(LlamaModel):
             seen = past_key_values.get_seq_length() if past_key_values is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + seen).unsqueeze(0)
         mask = create_causal_mask(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  past_key_values=past_key_values, position_ids=position_ids)
+                                  position_ids=position_ids, **cache_kwargs(past_key_values))
         rotary = self.rotary_emb(inputs_embeds, position_ids=position_ids)
         track = None
         if image_token_mask is not None and bool(image_token_mask.any()):
@@ -157,11 +161,11 @@ class ReducingLlamaModel(LlamaModel):
                 layer_kept.append(track.kept)
             extra = {"token_track": track} if isinstance(layer, ReducingLlamaDecoderLayer) else {}
             hidden = layer(hidden, attention_mask=layer_mask, position_embeddings=layer_rotary, position_ids=layer_pos,
-                           past_key_values=past_key_values, use_cache=use_cache, **extra, **kwargs)
+                           use_cache=use_cache, **cache_kwargs(past_key_values), **extra, **kwargs)
         if track is not None and track.reduced and past_key_values is not None:
             # Decode steps need each layer's kept positions to slice padding masks.
             past_key_values.ficoco_kept = (tuple(layer_kept), inputs_embeds.shape[1])
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), **cache_kwargs(past_key_values))
 
 
 class ReducingLlavaModel(LlavaModel):

@@ -103,6 +103,8 @@ def prefill_memory(model, ids, pixels) -> dict:
     lengths and the total peak. Bytes; the peaks are None off CUDA."""
     import torch
 
+    from ficoco_edge.models.hf_compat import output_cache
+
     device = ids.device
     cuda = device.type == "cuda"
 
@@ -119,7 +121,8 @@ def prefill_memory(model, ids, pixels) -> dict:
     activation = peak - before if cuda else None
     del out
     out, _, peak = run(True)
-    kv, lengths = cache_bytes(out.past_key_values), cache_lengths(out.past_key_values)
+    cache = output_cache(out)
+    kv, lengths = cache_bytes(cache), cache_lengths(cache)
     del out
     settle(device)
     return {"kv_bytes": kv, "kv_tokens_per_layer": lengths, "activation_peak_bytes": activation,

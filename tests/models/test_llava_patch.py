@@ -7,6 +7,7 @@ from torch import nn
 
 from ficoco_edge.errors import UnsupportedModelError, UsageError
 from ficoco_edge.models import apply, expand_image_tokens, remove
+from ficoco_edge.models.hf_compat import output_cache
 from ficoco_edge.plan import make_plan, solve_for_method
 
 BUDGETS = (4.2, 3.3, 2.4, 1.5)
@@ -97,7 +98,7 @@ def test_decode_positions_match_masked_full_model(tiny_llava):
     ids, pix = prompt(tiny_llava, 576), pixels()
     gen = tiny_llava.generate(input_ids=ids, pixel_values=pix, max_new_tokens=4, do_sample=False,
                               output_logits=True, return_dict_in_generate=True)
-    cache = tiny_llava(input_ids=ids, pixel_values=pix, use_cache=True).past_key_values
+    cache = output_cache(tiny_llava(input_ids=ids, pixel_values=pix, use_cache=True))
     kept = cache.ficoco_kept[0][schedule.llm_layer][0]
     remove(tiny_llava)
     full = gen.sequences[:, :-1]
