@@ -6,7 +6,8 @@
                    quantized per call, on the MatMuls with a constant weight except the MLP down
                    projections, which get MatMulNBits 8-bit block 32 (fp32 graph)
     int8   trt     fp16 graph, INT8 per-channel weights through DequantizeLinear (W8A16)
-    int4   ort     MatMulNBits, block 32, accuracy_level 4 (int8 activations on CPU), fp32 graph
+    int4   ort     MatMulNBits, block 32, accuracy_level 4 (int8 activations on CPU), fp32 graph; min/max
+                   blocks with fp32 block offsets (weights.quantize_minmax: GGUF Q4_1 weights exactly)
     int4   trt     fp16 graph, INT4 block-32 weights through DequantizeLinear, opset 21 (W4A16)
 
 Quantized scales are fp16 everywhere (export/weights.py). TensorRT does not run onnxruntime's
@@ -78,7 +79,7 @@ def quantize_graph(src: Path, dst: Path, quant: str, target: str = "ort") -> Non
         return
     model = onnx.load(str(src))
     if quant == "int4" and target == "ort":
-        weights.to_matmul_nbits(model)
+        weights.to_matmul_nbits(model, block_offsets=True)
     else:
         _to_fp16_graph(model, quant)
     onnx.save(model, str(dst))

@@ -1,6 +1,7 @@
-"""Weight quantization and fp16 conversion on hand-built graphs: MatMulNBits' packing and
-DequantizeLinear's INT4/INT8 forms reproduce numpy's dequantized weights, int4 costs <= 0.6 bytes
-per parameter including scales, and fp16 graphs keep RMSNorm's statistics in fp32."""
+"""Weight quantization and fp16 conversion on hand-built graphs: MatMulNBits' packing (symmetric and
+min/max blocks with offsets) and DequantizeLinear's INT4/INT8 forms reproduce numpy's dequantized
+weights, Q4_1 weights come back exactly, int4's bytes per parameter, and fp16 graphs keep RMSNorm's
+statistics in fp32."""
 
 import numpy as np
 import onnx
@@ -68,15 +69,59 @@ def test_dequantize_linear_weights(w_x, bits, block):
     assert np.abs(got - want).max() < 0.02  # fp16 output and accumulation
 
 
+def q4_1_weights(k: int, n: int, seed: int) -> np.ndarray:
+    """Weights as a GGUF Q4_1 file stores them: per block of 32 along K, an fp16 minimum and step
+    and codes 0..15 (both ends used), dequantized in fp32."""
+    rng = np.random.default_rng(seed)
+    low = (rng.standard_normal((k // 32, 1, n)) * 0.05).astype(np.float16).astype(np.float32)
+    step = (rng.uniform(0.001, 0.01, (k // 32, 1, n))).astype(np.float16).astype(np.float32)
+    codes = rng.integers(0, 16, (k // 32, 32, n))
+    codes[:, 0], codes[:, 1] = 0, 15
+    return (low + codes * step).reshape(k, n).astype(np.float32)
+
+
+def test_minmax_quantization_reproduces_q4_1_blocks_and_bounds_others(w_x):
+    q41 = q4_1_weights(K, N, 3)
+    codes, scale, offsets = weights.quantize_minmax(q41)
+    assert codes.dtype == np.uint8 and scale.dtype == np.float16 and (codes.min(), codes.max()) == (0, 15)
+    assert np.abs(weights.dequantize_minmax(codes, scale, offsets) - q41).max() <= 1e-6 * np.abs(q41).max()
+    w, _ = w_x  # not on a grid: within half a step of each block's own range / 15
+    codes, scale, offsets = weights.quantize_minmax(w)
+    step = (w.reshape(K // 32, 32, N).max(1) - w.reshape(K // 32, 32, N).min(1)) / 15
+    error = np.abs(weights.dequantize_minmax(codes, scale, offsets) - w).reshape(K // 32, 32, N).max(1)
+    assert (error <= 0.5 * step * 1.01 + 1e-7).all()
+    constant = np.full((32, 2), -0.3, np.float32)  # a constant block: the offset alone
+    assert np.array_equal(weights.dequantize_minmax(*weights.quantize_minmax(constant)), constant)
+
+
+@pytest.mark.parametrize("accuracy_level", [0, 4])
+def test_matmul_nbits_block_offsets_equal_the_dequantized_product(accuracy_level):
+    """The graph form (MatMulNBits on the codes + per-block sums @ offsets) against numpy's product
+    with the dequantized weights; at accuracy_level 4 onnxruntime quantizes activations to int8."""
+    w = q4_1_weights(K, N, 4)
+    x = np.random.default_rng(5).standard_normal((2, 5, K)).astype(np.float32) + 0.5  # non-zero mean
+    model = matmul_graph(w, 17)
+    assert weights.to_matmul_nbits(model, accuracy_level=accuracy_level, block_offsets=True) == 1
+    onnx.checker.check_model(model)
+    want = x @ w  # the Q4_1 weights come back exactly
+    error = np.abs(run(model, x) - want).max() / np.abs(want).max()
+    assert error < (1e-5 if accuracy_level == 0 else 2e-2)
+    symmetric = matmul_graph(w, 17)
+    weights.to_matmul_nbits(symmetric, accuracy_level=accuracy_level)
+    assert error < np.abs(run(symmetric, x) - want).max() / np.abs(want).max()
+
+
 def test_int4_bytes_per_parameter():
     w = np.random.default_rng(1).standard_normal((576, 1536)).astype(np.float32) * 0.02
-    for model in (matmul_graph(w, 17), to_fp16(matmul_graph(w, 21))):
-        if model.opset_import[0].version == 17:
-            weights.to_matmul_nbits(model)
-        else:
+    block_sums = 576 * 18 * 4  # the shared 0/1 block-sum matrix, once per K in a whole graph
+    for form, expected in (("symmetric", 0.5625), ("offsets", 0.6875), ("trt", 0.5625)):
+        model = to_fp16(matmul_graph(w, 21)) if form == "trt" else matmul_graph(w, 17)
+        if form == "trt":
             weights.to_dequantize_linear(model, 4, {"w": w})
-        stored = sum(len(i.raw_data) for i in model.graph.initializer)
-        assert stored / w.size == pytest.approx(0.5625)  # 4 bits + an fp16 scale per 32 weights
+        else:
+            weights.to_matmul_nbits(model, block_offsets=form == "offsets")
+        stored = sum(len(i.raw_data) for i in model.graph.initializer) - (block_sums if form == "offsets" else 0)
+        assert stored / w.size == pytest.approx(expected)  # 4 bits + an fp16 scale (+ an fp32 offset) per 32
 
 
 def rms_norm_graph() -> onnx.ModelProto:
