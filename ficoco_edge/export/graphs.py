@@ -9,7 +9,9 @@ Prefill runs FiCoCo-L / FastV through the same TokenTrack as the PyTorch path, s
 cache holds exactly S_l tokens; kept tokens keep their original RoPE positions and a decode token
 sits at the next original position in every layer. Decode reads the first past_lengths[l] slots of
 layer l's buffer (capacity C_l, any size) and returns only the new token's key/value: the runtime
-writes them in place at index past_lengths[l].
+writes them in place at index past_lengths[l]. The exported decode builds one attention mask per
+distinct S_l, so layers with equal S_l must get equal past_lengths and capacities (the runtime's
+per-layer caches always do: they are filled in lockstep).
 
 For TensorRT (`span_only=True`) prefill selects the tokens a reducing layer keeps by index
 arithmetic around the contiguous image span instead of the TopK over the whole sequence that
@@ -26,6 +28,14 @@ from ficoco_edge.models.patch_llm import LLMStep, ReducingLlamaDecoderLayer, Tok
 from ficoco_edge.export.rope import FusedRope, SplitRope, rope_tables
 from ficoco_edge.reduction.compress import apply_plan, gather_tokens
 from ficoco_edge.reduction.methods import plan_llm_step
+
+
+def decode_bias(length: torch.Tensor, capacity: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(capacity + 1,) additive mask over a cache buffer plus the new token: 0 on the `length`
+    filled slots and on the new token (index capacity), the dtype's minimum elsewhere."""
+    slots = torch.arange(capacity + 1, device=like.device)
+    visible = (slots < length) | (slots == capacity)
+    return torch.where(visible, 0.0, torch.finfo(like.dtype).min).to(like.dtype)
 
 
 def causal_bias(s: int | torch.Tensor, dtype: torch.dtype, device) -> torch.Tensor:
@@ -146,22 +156,33 @@ class PrefillGraph(nn.Module):
         return (logits, *caches)
 
 
+def mask_sources(prefill_lengths: list[int]) -> list[int]:
+    """For each layer, the first layer whose prefill cached as many tokens (S_l): layers that share
+    S_l keep equal lengths and capacities (the runtime fills every cache in lockstep), so decode
+    builds their attention mask once. [5, 5, 3, 3] -> [0, 0, 2, 2]."""
+    return [prefill_lengths.index(n) for n in prefill_lengths]
+
+
 class DecodeGraph(nn.Module):
-    def __init__(self, model, fused_rope: bool = False):
+    """mask_sources: layer i reads the mask built for layer mask_sources[i] (`mask_sources`), which
+    takes ~7 nodes per layer out of the exported graph; None builds one per layer. Callers of the
+    graph must then keep past_lengths and capacities equal across each group, as the runtime does."""
+
+    def __init__(self, model, fused_rope: bool = False, mask_sources: list[int] | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.mask_sources = model, mask_sources
         self.rope = Rope(find_parts(model).llm, fused_rope)
 
     def forward(self, inputs_embeds: torch.Tensor, position: torch.Tensor, past_lengths: torch.Tensor, *past):
         llm = find_parts(self.model).llm
         rope = self.rope.at(inputs_embeds, position)
-        hidden, new = inputs_embeds, []
+        hidden, new, biases = inputs_embeds, [], {}
         for i, layer in enumerate(llm.layers):
             past_k, past_v = past[2 * i], past[2 * i + 1]
-            slots = torch.arange(past_k.shape[2] + 1, device=hidden.device)
-            visible = (slots < past_lengths[i]) | (slots == past_k.shape[2])  # filled slots + this token
-            bias = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
-            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rope, bias, (past_k, past_v))
+            source = i if self.mask_sources is None else self.mask_sources[i]
+            if source not in biases:
+                biases[source] = decode_bias(past_lengths[source], past[2 * source].shape[2], hidden)
+            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rope, biases[source], (past_k, past_v))
             hidden = hidden + out
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             new += [k, v]

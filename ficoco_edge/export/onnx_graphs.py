@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph
+from ficoco_edge.export.graphs import DecodeGraph, PrefillGraph, VisionGraph, mask_sources
 
 OPSET = 17
 TRT_OPSET = 16  # below 17, LayerNormalization is decomposed into ops every TensorRT 8.5+ parser reads
@@ -55,13 +55,13 @@ def export_all(model, image_tokens: int, layers: int, out: Path, example: dict, 
     fused_rope: RoPE as onnxruntime's com.microsoft.RotaryEmbedding (export/rope.py)."""
     keys = layer_names("", layers)
     past = layer_names("past_", layers)
+    decode = DecodeGraph(model, fused_rope, mask_sources(example["past_lengths"].tolist()))
     specs = {
         "vision": (VisionGraph(model), (example["pixel_values"],), ["pixel_values"], ["image_embeds"], {}),
         "prefill": (PrefillGraph(model, image_tokens, span_only, fused_rope), (example["inputs_embeds"], example["image_start"]),
                     ["inputs_embeds", "image_start"], ["logits", *keys],
                     {"inputs_embeds": {1: "sequence"}, **{k: {2: f"length_{k.split('_')[1]}"} for k in keys}}),
-        "decode": (DecodeGraph(model, fused_rope), (example["token_embeds"], example["position"], example["past_lengths"],
-                                        *example["past"]),
+        "decode": (decode, (example["token_embeds"], example["position"], example["past_lengths"], *example["past"]),
                    ["inputs_embeds", "position", "past_lengths", *past], ["logits", *layer_names("new_", layers)],
                    {p: {2: f"capacity_{p.split('_')[2]}"} for p in past}),
     }

@@ -11,6 +11,7 @@ import torch
 
 from ficoco_edge.errors import UsageError
 from ficoco_edge.export import check, exporter
+from ficoco_edge.export.graphs import mask_sources
 from ficoco_edge.export.onnx_graphs import ExportValidationError, session
 from ficoco_edge.manifest import ManifestError, read_manifest
 from ficoco_edge.models.llava import apply, expand_image_tokens, remove
@@ -44,6 +45,14 @@ def test_ort_generation_equals_patched_model(tiny_vlm, tmp_path, method, target)
     text = ids.shape[1] - manifest["visual_tokens"]
     expected = schedule.llm_visual_tokens_per_layer(model.config.text_config.num_hidden_layers)
     assert [n - text for n in lengths] == manifest["llm_visual_tokens_per_layer"] == expected
+    # decode builds one attention mask (one `slots < past_length` test) per distinct cache length
+    decode = onnx.load(str(out / manifest["graphs"]["decode"]["file"]), load_external_data=False)
+    assert sum(node.op_type == "Less" for node in decode.graph.node) == len(set(lengths)) < len(lengths)
+
+
+def test_layers_with_equal_cache_lengths_share_the_first_ones_mask():
+    assert mask_sources([5, 5, 3, 3, 5]) == [0, 0, 2, 2, 0]
+    assert mask_sources([7]) == [0]
 
 
 def test_existing_export_is_kept_unless_forced(tiny_vlm, tmp_path, monkeypatch):
