@@ -60,7 +60,7 @@ class Rope:
         return SplitRope(*self.llm.rotary_emb(like, positions))
 
 
-def attend(attn, normed: torch.Tensor, rope, bias: torch.Tensor, past=None):
+def attend(attn, normed: torch.Tensor, rope, bias: torch.Tensor, past=None, one_token: bool = False):
     """One attention block with grouped-query heads broadcast instead of repeated.
 
     normed (1, s, H); rope: Rope.at(...) for these s tokens; bias: additive (s, S) with S = past + s;
@@ -68,17 +68,23 @@ def attend(attn, normed: torch.Tensor, rope, bias: torch.Tensor, past=None):
     Head i reads key/value head i // g (g = heads / kvh), as repeat_kv orders them; every reshape
     has static sizes except the token axis, which keeps the exported graph small. The scores are
     scaled after the product, as transformers does (onnxruntime folds it into the MatMul).
+    one_token (decode, s = 1): moving the token axis moves no data, so it is a reshape, not a
+    Transpose node (4 per layer fewer).
     """
     d, kvh = attn.head_dim, attn.config.num_key_value_heads
     g = attn.num_key_value_groups
-    q = rope(attn.q_proj(normed), kvh * g, d)
-    k = rope(attn.k_proj(normed), kvh, d).transpose(1, 2)
-    v = attn.v_proj(normed).view(1, -1, kvh, d).transpose(1, 2)
+    q = rope(attn.q_proj(normed), kvh * g, d).view(1, -1, kvh, g, d)
+    k = rope(attn.k_proj(normed), kvh, d)
+    v = attn.v_proj(normed).view(1, -1, kvh, d)
+    if one_token:
+        q, k, v = q.reshape(1, kvh, g, 1, d), k.reshape(1, kvh, 1, d), v.reshape(1, kvh, 1, d)
+    else:
+        q, k, v = q.permute(0, 2, 3, 1, 4), k.transpose(1, 2), v.transpose(1, 2)  # (1, kvh, g, s, d), (1, kvh, s, d)
     keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-    q = q.view(1, -1, kvh, g, d).permute(0, 2, 3, 1, 4)  # (1, kvh, g, s, d)
     scores = (q @ keys.unsqueeze(2).transpose(-1, -2)) * attn.scaling + bias  # (1, kvh, g, s, S)
     weights = torch.softmax(scores.float(), -1).to(q.dtype)  # fp32 softmax, as transformers' eager attention
-    out = (weights @ values.unsqueeze(2)).permute(0, 3, 1, 2, 4).reshape(1, -1, kvh * g * d)
+    out = weights @ values.unsqueeze(2)  # (1, kvh, g, s, d)
+    out = out.reshape(1, 1, -1) if one_token else out.permute(0, 3, 1, 2, 4).reshape(1, -1, kvh * g * d)
     return attn.o_proj(out), k, v
 
 
@@ -182,7 +188,8 @@ class DecodeGraph(nn.Module):
             source = i if self.mask_sources is None else self.mask_sources[i]
             if source not in biases:
                 biases[source] = decode_bias(past_lengths[source], past[2 * source].shape[2], hidden)
-            out, k, v = attend(layer.self_attn, layer.input_layernorm(hidden), rope, biases[source], (past_k, past_v))
+            normed = layer.input_layernorm(hidden)
+            out, k, v = attend(layer.self_attn, normed, rope, biases[source], (past_k, past_v), one_token=True)
             hidden = hidden + out
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
             new += [k, v]
