@@ -9,6 +9,7 @@ Exports come from the cache (`ficoco-edge run`'s), made on first use.
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -60,15 +61,20 @@ def parse_budgets(text: str) -> list[float | None]:
 def run_bench(jobs: list[BenchJob], settings: BenchSettings, on_row=None) -> list[dict]:
     """Measure every job in its own process, all jobs once per round, `settings.rounds` rounds: on a
     machine whose speed drifts over minutes every row then samples the same stretches of time, so
-    ratios between rows are not skewed by when each ran. on_row(row, round) sees each measurement."""
+    ratios between rows are not skewed by when each ran. The first round runs the jobs in their
+    order, later rounds in a shuffled one (seeded by the round), so that no job always follows the
+    same other job's process. on_row(row, round) sees each measurement."""
     if not Path(settings.image).is_file():
         raise UsageError(f"image {settings.image} not found")
     measured = [[] for _ in jobs]
     for round_ in range(settings.rounds):
-        for job, rows in zip(jobs, measured):
-            rows.append(measure(job, settings))
+        order = list(range(len(jobs)))
+        if round_:
+            random.Random(round_).shuffle(order)
+        for index in order:
+            measured[index].append(measure(jobs[index], settings))
             if on_row is not None:
-                on_row(rows[-1], round_)
+                on_row(measured[index][-1], round_)
     return [pool(rows) for rows in measured]
 
 

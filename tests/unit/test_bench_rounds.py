@@ -1,4 +1,5 @@
-"""`bench --rounds`: every job measured once per round, in turn, and the rounds' samples pooled."""
+"""`bench --rounds`: every job measured once per round (the first in order, later ones shuffled),
+and the rounds' samples pooled."""
 
 import statistics
 
@@ -18,13 +19,17 @@ def test_rounds_interleave_jobs_and_pool_their_samples(monkeypatch):
                 **{key: statistics.median(v) for key, v in samples.items()}}
 
     monkeypatch.setattr(benchmark, "measure", fake_measure)
-    jobs = [BenchJob(None, "fp32"), BenchJob(1.5, "fp32")]
+    budgets = [None, 4.2, 2.4, 1.5]
+    jobs = [BenchJob(b, "fp32") for b in budgets]
     seen = []
     rows = run_bench(jobs, BenchSettings(repeats=2, rounds=3), lambda row, r: seen.append((row["budget_tflops"], r)))
-    assert calls == [None, 1.5, None, 1.5, None, 1.5]
-    assert seen == [(None, 0), (1.5, 0), (None, 1), (1.5, 1), (None, 2), (1.5, 2)]
-    for job_index, row in enumerate(rows):
-        mine = [n for n in range(1, 7) if (n - 1) % 2 == job_index]  # the calls that measured this job
+    rounds = [calls[i:i + 4] for i in range(0, 12, 4)]
+    assert rounds[0] == budgets  # the first round in the given order
+    assert all(sorted(r, key=str) == sorted(budgets, key=str) for r in rounds)  # every job once a round
+    assert any(r != budgets for r in rounds[1:])  # later rounds shuffled
+    assert seen == [(b, i) for i, r in enumerate(rounds) for b in r]
+    for budget, row in zip(budgets, rows):
+        mine = [n for n in range(1, 13) if calls[n - 1] == budget]  # the calls that measured this job
         for key in SAMPLED:
             values = sorted(n * 10.0 + i + len(key) for n in mine for i in range(2))
             assert row[key] == (values[2] + values[3]) / 2  # median of the 6 pooled samples
