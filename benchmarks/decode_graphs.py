@@ -26,11 +26,12 @@ import onnxruntime as ort
 TEXT_TOKENS, EXTRA_SLOTS = 31, 17
 
 
-def open_decode(export: Path) -> ort.InferenceSession:
+def open_graph(export: Path, graph: str = "decode.onnx") -> ort.InferenceSession:
+    """A CPU session over one of the export's graphs, with the runtime's session options."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.force_spinning_stop", "1")  # as the runtime's sessions
-    return ort.InferenceSession(str(export / "decode.onnx"), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(export / graph), options, providers=["CPUExecutionProvider"])
 
 
 def decode_feeds(export: Path, session: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args()
-    sessions = [(i, open_decode(e)) for _ in range(args.sessions) for i, e in enumerate(args.exports)]
+    sessions = [(i, open_graph(e)) for _ in range(args.sessions) for i, e in enumerate(args.exports)]
     feeds = [decode_feeds(e, sessions[i][1]) for i, e in enumerate(args.exports)]
     lengths = [sorted(set(f["past_lengths"].tolist())) for f in feeds]
     first = sessions[0][1].run(None, feeds[0])

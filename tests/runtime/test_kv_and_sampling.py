@@ -70,6 +70,8 @@ def test_nucleus_matches_a_sorting_loop(top_p):
 def test_greedy_and_seeded_sampling():
     logits = np.random.default_rng(2).standard_normal((1, 30))
     assert Sampler()(logits) == int(logits.argmax())
+    for dtype in (np.float32, np.float16):  # greedy reads the backend's logits as they come
+        assert Sampler()(logits.astype(dtype).reshape(-1)) == int(logits.astype(dtype).argmax())
     assert Sampler(temperature=1.0, top_p=1e-9, seed=3)(logits) == int(logits.argmax())
     draws = [Sampler(temperature=1.0, seed=4)(logits) for _ in range(3)]
     assert len(set(draws)) == 1  # same seed, same token
