@@ -33,12 +33,14 @@ def median_ms(session, feeds: dict, runs: int) -> float:
     return statistics.median(times)
 
 
-def prefill_feeds(export: Path) -> dict[str, np.ndarray]:
-    """inputs_embeds (1, TEXT_TOKENS + the export's visual tokens, hidden), random."""
+def prefill_feeds(export: Path, session) -> dict[str, np.ndarray]:
+    """inputs_embeds (1, TEXT_TOKENS + the export's visual tokens, hidden), random; and the image
+    span's start for graphs that reduce inside the LLM (any start that fits the span times the same)."""
     manifest = json.loads((export / "manifest.json").read_text())
     tokens = TEXT_TOKENS + manifest["visual_tokens"]
     embeds = np.random.default_rng(0).standard_normal((1, tokens, manifest["llm"]["hidden"]), np.float32) * 0.5
-    return {"inputs_embeds": embeds}
+    feeds = {"inputs_embeds": embeds, "image_start": np.array(1, np.int64)}
+    return {i.name: feeds[i.name] for i in session.get_inputs()}
 
 
 def main() -> None:
@@ -51,8 +53,11 @@ def main() -> None:
     args = parser.parse_args()
     decode = open_graph(args.export)
     prefill = open_graph(args.export, "prefill.onnx")
-    step_inputs, prompt = decode_feeds(args.export, decode), prefill_feeds(args.export)
-    long = (open_graph(args.unreduced, "prefill.onnx"), prefill_feeds(args.unreduced)) if args.unreduced else None
+    step_inputs, prompt = decode_feeds(args.export, decode), prefill_feeds(args.export, prefill)
+    long = None
+    if args.unreduced:
+        unreduced_prefill = open_graph(args.unreduced, "prefill.onnx")
+        long = unreduced_prefill, prefill_feeds(args.unreduced, unreduced_prefill)
     tokens = f"{prompt['inputs_embeds'].shape[1]}" + (f" / {long[1]['inputs_embeds'].shape[1]}" if long else "")
     print(f"{'interval':>8} {'decode ms':>10} {'prefill ms':>11} {'unreduced ms':>13} {'speed-up':>9}   ({tokens} tokens)")
     for interval in range(args.intervals):
