@@ -61,21 +61,35 @@ def parse_budgets(text: str) -> list[float | None]:
 def run_bench(jobs: list[BenchJob], settings: BenchSettings, on_row=None) -> list[dict]:
     """Measure every job in its own process, all jobs once per round, `settings.rounds` rounds: on a
     machine whose speed drifts over minutes every row then samples the same stretches of time, so
-    ratios between rows are not skewed by when each ran. The first round runs the jobs in their
-    order, later rounds in a shuffled one (seeded by the round), so that no job always follows the
-    same other job's process. on_row(row, round) sees each measurement."""
+    ratios between rows are not skewed by when each ran. on_row(row, round) sees each measurement."""
     if not Path(settings.image).is_file():
         raise UsageError(f"image {settings.image} not found")
     measured = [[] for _ in jobs]
     for round_ in range(settings.rounds):
-        order = list(range(len(jobs)))
-        if round_:
-            random.Random(round_).shuffle(order)
-        for index in order:
+        for index in round_order(jobs, round_):
             measured[index].append(measure(jobs[index], settings))
             if on_row is not None:
                 on_row(measured[index][-1], round_)
     return [pool(rows) for rows in measured]
+
+
+def round_order(jobs: list[BenchJob], round_: int) -> list[int]:
+    """Indices of `jobs` in the order round `round_` measures them. The jobs of one engine (backend and
+    quant) run one after another, because the targets compare an engine's budgets with each other:
+    this VM switches between two speed levels every few seconds to a minute (docs/benchmarks.md), and
+    rows a whole round apart would often catch different levels. Round 0 keeps the given order; later
+    rounds shuffle the engines and the jobs within each (seeded by the round), so that no job always
+    follows the same other job's process."""
+    engines: dict[tuple[str, str], list[int]] = {}
+    for index, job in enumerate(jobs):
+        engines.setdefault((job.backend, job.quant), []).append(index)
+    groups = list(engines.values())
+    if round_:
+        shuffle = random.Random(round_).shuffle
+        shuffle(groups)
+        for group in groups:
+            shuffle(group)
+    return [index for group in groups for index in group]
 
 
 def pool(rows: list[dict]) -> dict:

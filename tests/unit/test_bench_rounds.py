@@ -34,3 +34,19 @@ def test_rounds_interleave_jobs_and_pool_their_samples(monkeypatch):
             values = sorted(n * 10.0 + i + len(key) for n in mine for i in range(2))
             assert row[key] == (values[2] + values[3]) / 2  # median of the 6 pooled samples
         assert row["peak_rss_mb"] == 100.0 + max(mine) and row["rounds"] == 3 and "samples" not in row
+
+
+def test_each_round_runs_an_engines_budgets_back_to_back():
+    """The targets compare one engine's budgets, so each round keeps an engine's jobs consecutive;
+    rounds after the first shuffle both the engines and the budgets within them."""
+    jobs = [BenchJob(b, q) for q in ("fp32", "int8", "int4") for b in (None, 4.2, 2.4, 1.5)]
+    jobs.append(BenchJob(None, "fp32", "hf"))
+    orders = [benchmark.round_order(jobs, r) for r in range(6)]
+    assert orders[0] == list(range(len(jobs)))
+    for order in orders:
+        assert sorted(order) == list(range(len(jobs)))
+        engines = [(jobs[i].backend, jobs[i].quant) for i in order]
+        runs = [e for k, e in enumerate(engines) if k == 0 or e != engines[k - 1]]
+        assert len(runs) == 4  # each engine's jobs form one unbroken run
+    assert len({tuple(o) for o in orders}) == 6  # a different order every round
+    assert any(jobs[o[0]].quant != "fp32" for o in orders[1:])  # engines shuffled, not only budgets
