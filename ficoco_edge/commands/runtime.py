@@ -45,13 +45,34 @@ def run(
     """Answer a question about an image, or every line of a --batch file."""
     from ficoco_edge.export.cli import cached_export
     from ficoco_edge.runtime import Runtime, Sampler
+
+    _check_run_inputs(image, question, batch, out, export_dir, backend, dtype, threads, max_new_tokens, memory_limit)
+    Sampler(temperature, top_p, seed)  # checks the sampling settings
+    if method != "none" and budget is None and keep is None:
+        budget = DEFAULT_BUDGET
+    directory = export_dir or cached_export(model, method, budget, keep, quant)
+    runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype,
+                           one_llm_session=not separate_llm_sessions)
+    settings = dict(max_new_tokens=max_new_tokens, memory_limit_mb=memory_limit)
+    if batch is not None:
+        _run_batch(runtime, batch, out, lambda: Sampler(temperature, top_p, seed), settings)
+        return
+    printer = (lambda text: typer.echo(text, nl=False)) if stream else None
+    result = runtime.answer(image, question, sampler=Sampler(temperature, top_p, seed), on_text=printer, **settings)
+    typer.echo("" if stream else result.text)
+    typer.echo(_summary(runtime, result), err=True)
+
+
+def _check_run_inputs(image: str | None, question: str | None, batch: Path | None, out: Path | None,
+                      export_dir: Path | None, backend: str, dtype: str, threads: int | None, max_new_tokens: int,
+                      memory_limit: float | None) -> None:
+    """Bad input refused here, before anything slow happens (loading, exporting on first use)."""
     from ficoco_edge.runtime.backends import check_threads
     from ficoco_edge.runtime.batch import check_requests
     from ficoco_edge.runtime.engine import BACKENDS, check_memory_limit
     from ficoco_edge.runtime.images import open_image
     from ficoco_edge.runtime.prompt import check_question
 
-    # bad input fails here, before anything slow happens
     if batch is None:
         if image is None or question is None:
             raise UsageError("give an IMAGE and a QUESTION, or --batch FILE --out FILE")
@@ -67,22 +88,8 @@ def run(
         raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if backend not in BACKENDS or dtype not in DTYPES:
         raise UsageError(f"choose --backend from {', '.join(BACKENDS)} and --dtype from {', '.join(DTYPES)}")
-    Sampler(temperature, top_p, seed)  # checks the sampling settings
     check_threads(threads)
     check_memory_limit(memory_limit)
-    if method != "none" and budget is None and keep is None:
-        budget = DEFAULT_BUDGET
-    directory = export_dir or cached_export(model, method, budget, keep, quant)
-    runtime = Runtime.load(directory, backend, device, threads, model=None if model == "embedded" else model, dtype=dtype,
-                           one_llm_session=not separate_llm_sessions)
-    settings = dict(max_new_tokens=max_new_tokens, memory_limit_mb=memory_limit)
-    if batch is not None:
-        _run_batch(runtime, batch, out, lambda: Sampler(temperature, top_p, seed), settings)
-        return
-    printer = (lambda text: typer.echo(text, nl=False)) if stream else None
-    result = runtime.answer(image, question, sampler=Sampler(temperature, top_p, seed), on_text=printer, **settings)
-    typer.echo("" if stream else result.text)
-    typer.echo(_summary(runtime, result), err=True)
 
 
 def _run_batch(runtime, requests: Path, out: Path, sampler, settings: dict) -> None:
