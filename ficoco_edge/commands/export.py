@@ -19,11 +19,14 @@ def export(
     target: Annotated[str, typer.Option("--target", help="ort (onnxruntime) or trt (TensorRT-ready ops)")] = "ort",
     out: Annotated[Optional[Path], typer.Option("--out", help="export directory")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing export")] = False,
+    calibration: Annotated[Optional[str], typer.Option(
+        "--calibration", help="int8: prompts that smooth the MLP outliers, 'easy-vqa' or a .jsonl as for eval "
+                              "(default: easy-vqa for the embedded model, none otherwise)")] = None,
 ) -> None:
     """Export ONNX graphs (vision, prefill, decode) at a fixed token budget, validated against PyTorch."""
     from ficoco_edge.export.cli import run_export
 
-    manifest, directory = run_export(model, method, budget, keep, quant, target, out, force)
+    manifest, directory = run_export(model, method, budget, keep, quant, target, out, force, calibration=calibration)
     typer.echo(f"exported {manifest['model']} / {method} / {quant} ({target}) to {directory}")
     typer.echo(f"visual tokens: {manifest['visual_tokens']} into the LLM; per layer {manifest['llm_visual_tokens_per_layer']}")
     agreement = manifest["validation"]["next_token_agreement"]

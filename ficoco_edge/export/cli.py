@@ -21,8 +21,10 @@ def default_out(model: str, method: str, budget: float | None, keep: int | None,
 
 
 def run_export(model: str, method: str, budget: float | None, keep: int | None, quant: str, target: str,
-               out: Path | None, force: bool, announce: str | None = None) -> tuple[dict, Path]:
-    """Export after checking the settings; `announce` is printed once the model has loaded."""
+               out: Path | None, force: bool, announce: str | None = None,
+               calibration: str | None = None) -> tuple[dict, Path]:
+    """Export after checking the settings; `announce` is printed once the model has loaded.
+    `calibration`: see calibration_samples."""
     from ficoco_edge.export.exporter import check_export_out, export
     from ficoco_edge.export.quantize import check_quant
     from ficoco_edge.models.loading import load
@@ -34,11 +36,28 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
     schedule = solve_for_method(method, budget, keep)
     out = out or default_out(model, method, budget, keep, quant, target)
     check_export_out(out, force)  # before the slow model load
+    samples = calibration_samples(model, quant, target, calibration)
     terminal = sys.stderr.isatty()  # progress bars redraw lines: in logs and pipes they are noise
     vlm = load(model, progress=terminal)
     if announce:
         print(announce, file=sys.stderr)
-    return export(vlm, method, schedule, out, budget, force, quant, target, progress=terminal), out
+    return export(vlm, method, schedule, out, budget, force, quant, target, progress=terminal,
+                  calibration=samples), out
+
+
+def calibration_samples(model: str, quant: str, target: str, calibration: str | None) -> list | None:
+    """Prompts for the int8 onnxruntime export's outlier smoothing: `calibration` ('easy-vqa': its
+    train split, or a .jsonl in eval's format), by default easy-VQA for the embedded model (its own
+    domain) and none for other models (their down projections stay 8-bit blocks)."""
+    from ficoco_edge.eval.datasets import load_samples
+    from ficoco_edge.export.smooth import CALIBRATION_PROMPTS
+
+    if (quant, target) != ("int8", "ort"):
+        if calibration:
+            raise UsageError("--calibration applies to --quant int8 --target ort only")
+        return None
+    source = calibration or ("easy-vqa" if model == "embedded" else None)
+    return load_samples(source, "train", limit=CALIBRATION_PROMPTS) if source else None
 
 
 def model_identity(model: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ficoco_edge.export.combine import combine_llm
 from ficoco_edge.export.fuse import fuse_file
 from ficoco_edge.export.quantize import check_quant, quantize_graph
 from ficoco_edge.export.shared_weights import WEIGHTS_FILE, share_weights
+from ficoco_edge.export.smooth import ALPHA, down_input_peaks, smoothed_mlps
 from ficoco_edge.export.tensorrt import tensorrt_problems
 from ficoco_edge.manifest import MANIFEST, SCHEMA_VERSION, file_hashes, read_manifest, write_manifest
 from ficoco_edge.models.llava import apply, find_parts, image_tokens_for, llm_arch, remove
@@ -99,7 +101,8 @@ def agreement_prompts(vlm: VisionLanguageModel, graphs: check.Graphs, table: np.
     return prompts
 
 
-def quantize_llm(vlm: VisionLanguageModel, directory: Path, graphs: dict, quant: str, target: str) -> float:
+def quantize_llm(vlm: VisionLanguageModel, directory: Path, graphs: dict, quant: str, target: str,
+                 smoothed: bool = False) -> float:
     """Quantize prefill + decode in place; returns next-token agreement with the fp32 graphs over
     AGREEMENT_PROMPTS, up to AGREEMENT_STEPS greedy steps each (ending at the fp32 answer's stop token)."""
     def load():
@@ -109,7 +112,7 @@ def quantize_llm(vlm: VisionLanguageModel, directory: Path, graphs: dict, quant:
     for name in ("prefill", "decode"):
         path = directory / graphs[name]["file"]
         tmp = path.with_name(f".{path.name}.{quant}")
-        quantize_graph(path, tmp, quant, target)
+        quantize_graph(path, tmp, quant, target, smoothed)
         os.replace(tmp, path)
     table = np.load(directory / "embed_tokens.npy")
     candidate = load()
@@ -160,7 +163,7 @@ def _manifest(vlm, method: str, budget: float | None, schedule: Schedule, graphs
 
 
 def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: Path, quant: str,
-           target: str, progress: bool) -> None:
+           target: str, progress: bool, smoothing: dict | None = None) -> None:
     from tqdm.auto import tqdm
 
     model = vlm.model
@@ -186,7 +189,7 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
         step("validating fp32")
         checked = validate(model, staging, graphs, example, image_tokens)
         step(f"quantizing {quant}" if quant != "fp32" else "hashing")
-        agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target)
+        agreement = None if quant == "fp32" else quantize_llm(vlm, staging, graphs, quant, target, bool(smoothing))
         step("hashing")
         loaded = share_weights(staging, [spec["file"] for spec in graphs.values()])
         for spec in graphs.values():
@@ -200,6 +203,8 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
     if combined:  # prefill + decode in one onnxruntime session, its weights held once (export/combine.py)
         manifest["llm_graph"] = combined
     manifest["validation"]["next_token_agreement"] = agreement
+    if smoothing:  # the int8 down projections' form depends on it (export/quantize.py)
+        manifest["int8_smoothing"] = smoothing
     if target == "trt":  # what TensorRT's parser would refuse, per graph (empty lists: none found)
         manifest["tensorrt_problems"] = {name: tensorrt_problems(staging / g["file"]) for name, g in graphs.items()}
     if quant != "fp32":  # the quantized graphs' own inputs/outputs
@@ -209,8 +214,11 @@ def _write(vlm, method: str, budget: float | None, schedule: Schedule, staging: 
 
 
 def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path, budget: float | None = None,
-           force: bool = False, quant: str = "fp32", target: str = "ort", progress: bool = False) -> dict:
-    """Export `vlm` reduced by `method` at `schedule` into directory `out`; returns the manifest."""
+           force: bool = False, quant: str = "fp32", target: str = "ort", progress: bool = False,
+           calibration: list | None = None) -> dict:
+    """Export `vlm` reduced by `method` at `schedule` into directory `out`; returns the manifest.
+    `calibration`: samples (.image path, .question) for the int8 onnxruntime export's outlier
+    smoothing (export/smooth.py); without them its down projections stay 8-bit blocks."""
     check_quant(quant, target)
     out = Path(out)
     check_export_out(out, force)
@@ -219,7 +227,12 @@ def export(vlm: VisionLanguageModel, method: str, schedule: Schedule, out: Path,
     staging.chmod(0o755)  # mkdtemp makes it private; an export is an ordinary directory
     apply(vlm.model.float().eval(), method, schedule)
     try:
-        _write(vlm, method, budget, schedule, staging, quant, target, progress)
+        smoothing, peaks = None, None
+        if calibration and (quant, target) == ("int8", "ort"):
+            peaks = down_input_peaks(vlm, calibration)
+            smoothing = {"calibration_prompts": len(calibration), "alpha": ALPHA}
+        with smoothed_mlps(vlm, peaks) if smoothing else nullcontext():
+            _write(vlm, method, budget, schedule, staging, quant, target, progress, smoothing)
         _swap_into_place(staging, out)
         return read_manifest(out, verify=False)
     finally:
