@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -47,8 +48,9 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
 
 def calibration_samples(model: str, quant: str, target: str, calibration: str | None) -> list | None:
     """Prompts for the int8 onnxruntime export's outlier smoothing: `calibration` ('easy-vqa': its
-    train split, or a .jsonl in eval's format), by default easy-VQA for the embedded model (its own
-    domain) and none for other models (their down projections stay 8-bit blocks)."""
+    train split, a .jsonl in eval's format, or 'none'), by default easy-VQA for the embedded model
+    (its own domain) where the easy-vqa package is installed, and none for other models (their
+    down projections stay 8-bit blocks)."""
     from ficoco_edge.eval.datasets import load_samples
     from ficoco_edge.export.smooth import CALIBRATION_PROMPTS
 
@@ -56,8 +58,9 @@ def calibration_samples(model: str, quant: str, target: str, calibration: str | 
         if calibration:
             raise UsageError("--calibration applies to --quant int8 --target ort only")
         return None
-    source = calibration or ("easy-vqa" if model == "embedded" else None)
-    return load_samples(source, "train", limit=CALIBRATION_PROMPTS) if source else None
+    default = "easy-vqa" if model == "embedded" and importlib.util.find_spec("easy_vqa") else "none"
+    source = calibration or default
+    return None if source == "none" else load_samples(source, "train", limit=CALIBRATION_PROMPTS)
 
 
 def model_identity(model: str) -> str:
