@@ -20,7 +20,7 @@ def export(
     out: Annotated[Optional[Path], typer.Option("--out", help="export directory")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing export")] = False,
     calibration: Annotated[Optional[str], typer.Option(
-        "--calibration", help="int8: prompts that smooth the MLP outliers, 'easy-vqa', a .jsonl as for eval, or 'none' "
+        "--calibration", help="int8: prompts that smooth the MLP outliers, 'easy-vqa', a .jsonl of {image, question} lines, or 'none' "
                               "(8-bit block down projections; default for models other than the embedded one)")] = None,
 ) -> None:
     """Export ONNX graphs (vision, prefill, decode) at a fixed token budget, validated against PyTorch."""

@@ -46,31 +46,36 @@ def easy_vqa_answers() -> list[str]:
     return (easy_vqa_dir() / "answers.txt").read_text().split()
 
 
-def jsonl(path: Path) -> list[Sample]:
-    """Samples from a JSONL file; a malformed line is an error naming the line."""
+def jsonl(path: Path, answers: bool = True) -> list[Sample]:
+    """Samples from a JSONL file; a malformed line is an error naming the line. answers=False: the
+    "answer" field may be left out (prompts only, e.g. for calibration; answer "")."""
     samples = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            image, question, answer = Path(row["image"]), str(row["question"]), str(row["answer"])
+            image, question = Path(row["image"]), str(row["question"])
+            answer = str(row["answer"]) if answers or "answer" in row else ""
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UsageError(f"{path}:{n}: expected {{\"image\", \"question\", \"answer\"}} ({exc})") from exc
+            fields = '"image", "question", "answer"' if answers else '"image", "question"'
+            raise UsageError(f"{path}:{n}: expected {{{fields}}} ({exc})") from exc
         samples.append(Sample(image if image.is_absolute() else path.parent / image, question, answer))
     if not samples:
         raise UsageError(f"{path} holds no samples")
     return samples
 
 
-def load_samples(dataset: str, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Sample]:
-    """`dataset` is "easy-vqa" or a .jsonl path; `limit` takes a seeded random subset."""
+def load_samples(dataset: str, split: str = "test", limit: int | None = None, seed: int = 0,
+                 answers: bool = True) -> list[Sample]:
+    """`dataset` is "easy-vqa" or a .jsonl path; `limit` takes a seeded random subset; answers=False:
+    a .jsonl's lines need no "answer"."""
     if dataset == "easy-vqa":
         samples = easy_vqa(split)
     elif Path(dataset).suffix == ".jsonl":
         if not Path(dataset).is_file():
             raise UsageError(f"dataset file {dataset} not found")
-        samples = jsonl(Path(dataset))
+        samples = jsonl(Path(dataset), answers)
     else:
         raise UsageError(f"unknown dataset {dataset!r}: use 'easy-vqa' or a .jsonl file")
     if limit is not None:

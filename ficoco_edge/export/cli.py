@@ -48,7 +48,7 @@ def run_export(model: str, method: str, budget: float | None, keep: int | None, 
 
 def calibration_samples(model: str, quant: str, target: str, calibration: str | None) -> list | None:
     """Prompts for the int8 onnxruntime export's outlier smoothing: `calibration` ('easy-vqa': its
-    train split, a .jsonl in eval's format, or 'none'), by default easy-VQA for the embedded model
+    train split, a .jsonl of {"image", "question"} lines, or 'none'), by default easy-VQA for the embedded model
     (its own domain) where the easy-vqa package is installed, and none for other models (their
     down projections stay 8-bit blocks)."""
     from ficoco_edge.eval.datasets import load_samples
@@ -60,7 +60,7 @@ def calibration_samples(model: str, quant: str, target: str, calibration: str | 
         return None
     default = "easy-vqa" if model == "embedded" and importlib.util.find_spec("easy_vqa") else "none"
     source = calibration or default
-    return None if source == "none" else load_samples(source, "train", limit=CALIBRATION_PROMPTS)
+    return None if source == "none" else load_samples(source, "train", limit=CALIBRATION_PROMPTS, answers=False)
 
 
 def model_identity(model: str) -> str:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ficoco_edge.eval.datasets import load_samples
 from ficoco_edge.export import exporter
+from ficoco_edge.export.cli import calibration_samples
 from ficoco_edge.export.smooth import down_input_peaks, smoothed_mlps, smoothing_factors
 from ficoco_edge.models.llava import find_parts
 from tests.export.conftest import schedule_for
@@ -24,9 +24,9 @@ def calibration_file(tmp_path, count: int = 3):
     lines = []
     for i in range(count):
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.png")
-        lines.append(json.dumps({"image": f"c{i}.png", "question": f"what is {i}?", "answer": "x"}))
+        lines.append(json.dumps({"image": f"c{i}.png", "question": f"what is {i}?"}))  # prompts only
     (tmp_path / "calibration.jsonl").write_text("\n".join(lines) + "\n")
-    return load_samples(str(tmp_path / "calibration.jsonl"))
+    return calibration_samples("tiny", "int8", "ort", str(tmp_path / "calibration.jsonl"))
 
 
 @pytest.fixture()

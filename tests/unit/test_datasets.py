@@ -35,6 +35,16 @@ def test_jsonl_errors_name_the_line(tmp_path, content, message):
         load_samples(str(path))
 
 
+def test_prompts_without_answers(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"image": "a.png", "question": "q1?"}\n{"image": "b.png", "question": "q2?", "answer": "red"}\n')
+    samples = load_samples(str(path), answers=False)
+    assert [(s.image.name, s.question, s.answer) for s in samples] == [("a.png", "q1?", ""), ("b.png", "q2?", "red")]
+    path.write_text('{"image": "a.png"}\n')
+    with pytest.raises(UsageError, match='1: expected {"image", "question"}'):
+        load_samples(str(path), answers=False)
+
+
 def test_unknown_dataset_and_bad_limit(tmp_path):
     with pytest.raises(UsageError, match="unknown dataset"):
         load_samples("coco")
